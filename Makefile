@@ -1,0 +1,45 @@
+# fieldserve: the two commands are `make serve` and `make test`; each installs what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+.PHONY: serve test lint typecheck install-serve install-dev models clean
+
+$(VENV)/bin/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# Serving needs no torch: the base install only.
+install-serve: $(VENV)/bin/activate
+	$(PIP) install -q -e .
+
+install-dev: $(VENV)/bin/activate
+	$(PIP) install -q -e '.[train,dev]'
+
+serve: install-serve
+	$(PY) -m app
+
+test: install-dev
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+	$(PY) -m pytest -q
+
+lint: install-dev
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: install-dev
+	$(PY) -m mypy
+
+# Retrain and export the shipped models (see README: "Retraining the shipped models").
+models: install-dev
+	$(PY) -m training generate acoustics --config configs/acoustics-room-2d.yaml
+	$(PY) -m training train --config configs/acoustics-room-2d.yaml
+	$(PY) -m training export --run runs/acoustics-room-2d
+	$(PY) -m training generate acoustics --config configs/acoustics-room-3d.yaml
+	$(PY) -m training train --config configs/acoustics-room-3d.yaml
+	$(PY) -m training export --run runs/acoustics-room-3d
+
+clean:
+	rm -rf .mypy_cache .ruff_cache .pytest_cache build *.egg-info

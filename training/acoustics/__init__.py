@@ -1,0 +1,1 @@
+"""Acoustic DeepONet: FDTD ground truth, model, training, evaluation and export."""

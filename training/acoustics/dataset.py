@@ -1,0 +1,295 @@
+"""Ground truth for the acoustic DeepONet: FDTD runs over a sweep of source positions.
+
+Each split (train, val, test) is one HDF5 file: `sources` (S, dim), `receivers` (P, dim),
+`times` (T,), `pressure` (S, T, P) in pascals, and a `done` flag per source; the physics,
+solver settings and room are attributes. A split is written as `<split>.h5.partial` and
+renamed when complete, so an interrupted run resumes from the sources already done and a
+finished file is never half written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from tqdm import tqdm
+
+from geometry.grids import grid_points, lattice_in_box
+from geometry.rooms import Box, Room
+from training.acoustics.fdtd import FDTD
+from training.acoustics.physics import Medium, impedance_from_absorption, pulse_sigma
+from training.common.config import to_dict
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class PhysicsConfig:
+    c: float = 343.0
+    rho: float = 1.2
+    fmax: float = 500.0
+    absorption: float | None = 0.2  # normal-incidence absorption of every wall; None = rigid
+
+    def __post_init__(self) -> None:
+        if self.absorption is not None and not 0.0 < self.absorption <= 1.0:
+            raise ValueError(f"absorption must be in (0, 1] or null, got {self.absorption}")
+        if self.fmax <= 0 or self.c <= 0 or self.rho <= 0:
+            raise ValueError("c, rho and fmax must be positive")
+
+    @property
+    def medium(self) -> Medium:
+        return Medium(self.c, self.rho)
+
+    @property
+    def sigma(self) -> float:
+        return pulse_sigma(self.fmax, self.c)
+
+    @property
+    def wavelength(self) -> float:
+        return self.c / self.fmax
+
+    @property
+    def impedance(self) -> float | None:
+        return None if self.absorption is None else impedance_from_absorption(self.absorption, self.medium)
+
+
+@dataclass
+class SolverConfig:
+    points_per_wavelength: float = 20.0  # grid spacing = lambda_min / this
+    courant: float = 0.95
+    dtype: str = "float32"
+    batch: int = 16  # sources marched together
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"solver dtype must be float32 or float64, got {self.dtype}")
+
+
+@dataclass
+class OutputConfig:
+    t_max: float = 0.05
+    dt: float = 0.0005  # output time step (2 kHz, as the paper's data)
+    receiver_spacing: float = 0.05  # receivers on a cell-centred grid of this spacing
+
+    @property
+    def n_times(self) -> int:
+        return round(self.t_max / self.dt) + 1
+
+
+@dataclass
+class SourceConfig:
+    region: dict[str, list[float]] = field(default_factory=dict)  # {"lo": [...], "hi": [...]}
+    wall_margin: float = 0.3  # every source at least this far from any wall, metres
+    train_spacing: float = 0.2  # training lattice spacing as a fraction of lambda_min
+    n_val: int = 16
+    n_test: int = 24
+    seed: int = 0
+
+
+@dataclass
+class DatasetConfig:
+    name: str
+    room: dict[str, Any]
+    physics: PhysicsConfig = field(default_factory=PhysicsConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    sources: SourceConfig = field(default_factory=SourceConfig)
+
+    def build_room(self) -> Room:
+        return Room.from_spec(self.room)
+
+    def source_region(self) -> Box:
+        room = self.build_room()
+        if self.sources.region:
+            return Box.from_spec(self.sources.region)
+        return room.bounds
+
+    def fingerprint(self) -> str:
+        """Hash of everything that determines the data, to refuse resuming a different sweep."""
+        blob = json.dumps(to_dict(self), sort_keys=True).encode()
+        return hashlib.blake2b(blob, digest_size=8).hexdigest()
+
+
+def receivers_for(cfg: DatasetConfig) -> NDArray[np.float64]:
+    room = cfg.build_room()
+    s = cfg.output.receiver_spacing
+    counts = [max(1, round(length / s)) for length in room.size]
+    lo = [length / n / 2 for length, n in zip(room.size, counts, strict=True)]
+    hi = [length - length / n / 2 for length, n in zip(room.size, counts, strict=True)]
+    pts = grid_points(lo, hi, counts)
+    return pts[room.is_air(pts)]
+
+
+def sources_for(cfg: DatasetConfig, split: str) -> NDArray[np.float64]:
+    """Training: a lattice spaced train_spacing * lambda_min; val/test: seeded uniform draws."""
+    room, region = cfg.build_room(), cfg.source_region()
+    margin = cfg.sources.wall_margin
+    if split == "train":
+        pts = lattice_in_box(region, cfg.sources.train_spacing * cfg.physics.wavelength)
+        return pts[room.wall_distance(pts) >= margin]
+    n = cfg.sources.n_val if split == "val" else cfg.sources.n_test
+    rng = np.random.default_rng([cfg.sources.seed, SPLITS.index(split)])
+    out: list[NDArray[np.float64]] = []
+    lo, hi = np.asarray(region.lo), np.asarray(region.hi)
+    for _ in range(10_000):
+        if len(out) >= n:
+            break
+        cand = rng.uniform(lo, hi, size=(4 * n, room.dim))
+        out.extend(cand[room.wall_distance(cand) >= margin])
+    if len(out) < n:
+        raise ValueError(f"could not place {n} {split} sources in the source region with margin {margin}")
+    return np.asarray(out[:n])
+
+
+def make_solver(cfg: DatasetConfig, device: str = "cpu") -> FDTD:
+    dx = cfg.physics.wavelength / cfg.solver.points_per_wavelength
+    return FDTD(
+        cfg.build_room(),
+        dx,
+        medium=cfg.physics.medium,
+        wall_impedance=cfg.physics.impedance,
+        courant=cfg.solver.courant,
+        device=device,
+        dtype=getattr(torch, cfg.solver.dtype),
+    )
+
+
+def simulate(
+    cfg: DatasetConfig, solver: FDTD, sources: NDArray[np.float64], receivers: NDArray[np.float64]
+) -> NDArray[np.float32]:
+    """Pressure (S, T, P) at the receivers for each source."""
+    p0 = solver.gaussian_pulse(sources, cfg.physics.sigma)
+    res = solver.run(p0, cfg.output.dt, cfg.output.n_times, receivers=receivers)
+    return res.pressure.float().cpu().numpy()
+
+
+def split_path(data_dir: str | Path, split: str) -> Path:
+    return Path(data_dir) / f"{split}.h5"
+
+
+def generate_split(
+    cfg: DatasetConfig, data_dir: str | Path, split: str, device: str = "cpu", progress: bool = True,
+    command: str = "",
+) -> Path:
+    """Write (or finish) one split; returns the path of the completed file."""
+    final = split_path(data_dir, split)
+    if final.exists():
+        with h5py.File(final, "r") as f:
+            if f.attrs.get("fingerprint") == cfg.fingerprint():
+                return final
+        raise FileExistsError(
+            f"{final} was generated from a different config; delete it or choose another --out"
+        )
+    final.parent.mkdir(parents=True, exist_ok=True)
+    partial = final.with_suffix(".h5.partial")
+    sources = sources_for(cfg, split)
+    receivers = receivers_for(cfg)
+    solver = make_solver(cfg, device)
+    f = _open_partial(partial, cfg, split, sources, receivers, solver, command)
+    try:
+        done = f["done"][...]
+        todo = np.flatnonzero(~done)
+        batch = max(1, cfg.solver.batch)
+        bar = tqdm(total=len(sources), initial=int(done.sum()), desc=f"FDTD {cfg.name} {split}",
+                   unit="src", disable=not progress)
+        for start in range(0, len(todo), batch):
+            idx = todo[start : start + batch]
+            f["pressure"][idx] = simulate(cfg, solver, sources[idx], receivers)
+            f["done"][idx] = True
+            f.flush()
+            bar.update(len(idx))
+        bar.close()
+    finally:
+        f.close()
+    os.replace(partial, final)
+    return final
+
+
+def _open_partial(
+    path: Path, cfg: DatasetConfig, split: str, sources: NDArray[np.float64],
+    receivers: NDArray[np.float64], solver: FDTD, command: str,
+) -> h5py.File:
+    if path.exists():
+        try:
+            f = h5py.File(path, "r+")
+            if f.attrs.get("fingerprint") == cfg.fingerprint() and f["sources"].shape == sources.shape:
+                log.info("resuming %s: %d of %d sources done", path, int(f["done"][...].sum()), len(sources))
+                return f
+            f.close()
+        except OSError:
+            log.warning("%s is unreadable (interrupted mid-write); starting it again", path)
+        path.unlink()
+    f = h5py.File(path, "w")
+    n_t = cfg.output.n_times
+    dt, substeps = solver.step_plan(cfg.output.dt)
+    f.create_dataset("sources", data=sources)
+    f.create_dataset("receivers", data=receivers)
+    f.create_dataset("times", data=np.arange(n_t) * cfg.output.dt)
+    f.create_dataset(
+        "pressure", shape=(len(sources), n_t, len(receivers)), dtype=np.float32,
+        chunks=(1, n_t, len(receivers)),
+    )
+    f.create_dataset("done", data=np.zeros(len(sources), dtype=bool))
+    attrs = {
+        "fingerprint": cfg.fingerprint(),
+        "config": json.dumps(to_dict(cfg)),
+        "split": split,
+        "room": json.dumps(cfg.build_room().to_spec()),
+        "c": cfg.physics.c,
+        "rho": cfg.physics.rho,
+        "fmax": cfg.physics.fmax,
+        "sigma": cfg.physics.sigma,
+        "absorption": -1.0 if cfg.physics.absorption is None else cfg.physics.absorption,
+        "impedance": math.inf if cfg.physics.impedance is None else cfg.physics.impedance,
+        "solver": "staggered-grid FDTD, 2nd order in space and time",
+        "solver_grid": list(solver.shape),
+        "solver_spacing": list(solver.spacing),
+        "solver_dt": dt,
+        "solver_substeps": substeps,
+        "output_dt": cfg.output.dt,
+        "command": command,
+    }
+    for key, value in attrs.items():
+        f.attrs[key] = value
+    return f
+
+
+@dataclass
+class AcousticSplit:
+    """One split in memory."""
+
+    sources: NDArray[np.float64]  # (S, dim)
+    receivers: NDArray[np.float64]  # (P, dim)
+    times: NDArray[np.float64]  # (T,)
+    pressure: NDArray[np.float32]  # (S, T, P)
+    attrs: dict[str, Any]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return json.loads(self.attrs["config"])  # type: ignore[no-any-return]
+
+
+def load_split(data_dir: str | Path, split: str) -> AcousticSplit:
+    path = split_path(data_dir, split)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run `python -m training generate acoustics` first")
+    with h5py.File(path, "r") as f:
+        return AcousticSplit(
+            sources=f["sources"][...],
+            receivers=f["receivers"][...],
+            times=f["times"][...],
+            pressure=f["pressure"][...],
+            attrs=dict(f.attrs),
+        )

@@ -1,0 +1,148 @@
+"""Export a trained acoustic DeepONet as factored ONNX graphs plus a manifest.
+
+The version folder is assembled under a temporary name and renamed into place only when the
+graphs, their hashes and the evaluated metrics are all written: a reader of `models/` never
+sees half a version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+
+from training.acoustics.dataset import DatasetConfig
+from training.acoustics.evaluate import OnnxDeepONet, evaluate
+from training.acoustics.model import BranchGraph, DeepONet, TrunkGraph
+from training.acoustics.train import load_model
+from training.common.config import from_dict, to_dict
+from training.common.files import sha256_file, write_json
+from training.common.versions import next_version
+
+OPSET = 17
+
+
+def export_graphs(model: DeepONet, out_dir: Path) -> None:
+    dim = model.cfg.dim
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated but handles these plain MLP graphs exactly.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            BranchGraph(model).eval(), (torch.rand(2, dim) * torch.tensor(model.cfg.room_size),),
+            str(out_dir / "branch.onnx"), input_names=["source"], output_names=["coefficients"],
+            dynamic_axes={"source": {0: "batch"}, "coefficients": {0: "batch"}},
+            opset_version=OPSET, dynamo=False,
+        )
+        torch.onnx.export(
+            TrunkGraph(model).eval(), (torch.rand(5, dim + 1),),
+            str(out_dir / "trunk.onnx"), input_names=["points"], output_names=["basis"],
+            dynamic_axes={"points": {0: "n"}, "basis": {0: "n"}},
+            opset_version=OPSET, dynamo=False,
+        )
+    for name in ("branch", "trunk"):
+        onnx.checker.check_model(str(out_dir / f"{name}.onnx"))
+
+
+def build_manifest(model: DeepONet, ckpt: dict[str, Any], name: str, version: str,
+                   command: str) -> dict[str, Any]:
+    cfg = model.cfg
+    data = from_dict(DatasetConfig, ckpt["dataset_config"], "dataset")
+    room = data.build_room()
+    region = data.source_region()
+    axes = ["x", "y", "z"][: cfg.dim]
+    k = cfg.n_basis + 1
+    state = ckpt["state"]
+    return {
+        "name": name,
+        "version": version,
+        "family": "deeponet",
+        "task": "acoustics",
+        "description": (
+            f"Sound pressure of a Gaussian pulse source anywhere in a {cfg.dim}-D "
+            f"{room.name} room (walls absorbing {data.physics.absorption}), "
+            f"t in [0, {data.output.t_max}] s, up to {data.physics.fmax:g} Hz"
+        ),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "graphs": {
+            "branch": {
+                "file": "branch.onnx",
+                "computes": "source position -> pressure coefficients p_scale * [B_1..B_p, b0]",
+                "inputs": [{"name": "source", "dtype": "float32", "shape": [-1, cfg.dim],
+                            "units": "m", "axes": axes}],
+                "outputs": [{"name": "coefficients", "dtype": "float32", "shape": [-1, k], "units": "Pa"}],
+            },
+            "trunk": {
+                "file": "trunk.onnx",
+                "computes": "space-time points -> basis functions [T_1..T_p, 1]",
+                "inputs": [{"name": "points", "dtype": "float32", "shape": [-1, cfg.dim + 1],
+                            "units": ["m"] * cfg.dim + ["s"], "axes": [*axes, "t"]}],
+                "outputs": [{"name": "basis", "dtype": "float32", "shape": [-1, k], "units": "1"}],
+            },
+        },
+        "compose": "pressure[s, n] = sum_k coefficients[s, k] * basis[n, k]",
+        "outputs": [{"name": "pressure", "dtype": "float32", "shape": [-1, -1], "units": "Pa"}],
+        "domain": {
+            "dim": cfg.dim,
+            "room": room.to_spec(),
+            "source_region": region.to_spec(),
+            "wall_margin": data.sources.wall_margin,
+            "time_window": [0.0, data.output.t_max],
+            "trained_time_step": data.output.dt,
+            "trained_receiver_spacing": data.output.receiver_spacing,
+            "fmax": data.physics.fmax,
+            "c": data.physics.c,
+            "rho": data.physics.rho,
+            "source_sigma": data.physics.sigma,
+            "wall_absorption": data.physics.absorption,
+            "wall_impedance": data.physics.impedance,
+        },
+        "metrics": {},
+        "training": {
+            "steps": state["step"],
+            "seconds": round(state["seconds"], 1),
+            "best_val_rel_l2": state["best_val"],
+            "model": to_dict(cfg),
+            "train": ckpt["train_config"],
+            "dataset": ckpt["dataset_config"],
+        },
+        "commands": {
+            "generate": ckpt.get("data_command", ""),
+            "train": state["commands"],
+            "export": command,
+        },
+        "opset": OPSET,
+    }
+
+
+def export(run_dir: str | Path, models_root: str | Path = "models", name: str | None = None,
+           version: str | None = None, data_dir: str | Path | None = None,
+           command: str = "", progress: bool = True) -> Path:
+    model, ckpt = load_model(run_dir, "cpu")
+    data_cfg = from_dict(DatasetConfig, ckpt["dataset_config"], "dataset")
+    name = name or data_cfg.name
+    root = Path(models_root) / name
+    version = version or next_version(root)
+    final = root / version
+    if final.exists():
+        raise FileExistsError(f"{final} exists: model versions are immutable, pick another --version")
+    tmp = root / f".{version}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        export_graphs(model, tmp)
+        manifest = build_manifest(model, ckpt, name, version, command)
+        for graph in manifest["graphs"].values():
+            graph["sha256"] = sha256_file(tmp / graph["file"])
+        write_json(tmp / "manifest.json", manifest)
+        data = Path(data_dir) if data_dir else Path("data") / data_cfg.name
+        manifest["metrics"] = evaluate(OnnxDeepONet(tmp), data, data_cfg, progress=progress)
+        write_json(tmp / "manifest.json", manifest)
+        tmp.rename(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final

@@ -1,0 +1,143 @@
+"""`python -m training`: generate ground truth, train, evaluate and export operator models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from training.common.config import ConfigError, from_dict, load_yaml
+
+FAMILIES = {"deeponet": "acoustics"}
+
+
+def _command(argv: list[str]) -> str:
+    return shlex.join(["python", "-m", "training", *argv])
+
+
+def _load_config(path: str) -> dict[str, Any]:
+    cfg = load_yaml(path)
+    family = cfg.get("family")
+    if family not in FAMILIES:
+        raise ConfigError(f"{path}: 'family' must be one of {sorted(FAMILIES)}, got {family!r}")
+    if "dataset" not in cfg:
+        raise ConfigError(f"{path}: missing 'dataset' section")
+    return cfg
+
+
+def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
+    from training.acoustics.dataset import SPLITS, DatasetConfig, generate_split
+
+    cfg = _load_config(args.config)
+    if FAMILIES[cfg["family"]] != args.task:
+        raise ConfigError(f"{args.config} describes a {cfg['family']} model, not {args.task}")
+    data_cfg = from_dict(DatasetConfig, cfg["dataset"], "dataset")
+    out = Path(args.out or Path("data") / data_cfg.name)
+    for split in args.splits or SPLITS:
+        path = generate_split(data_cfg, out, split, device=args.device, command=_command(argv))
+        print(f"{split}: {path}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
+    from training.acoustics.train import TrainConfig, train
+
+    cfg = _load_config(args.config)
+    name = cfg["dataset"]["name"]
+    train_cfg = from_dict(TrainConfig, cfg.get("train", {}), "train")
+    if args.steps is not None:
+        train_cfg.steps = args.steps
+    state = train(
+        run_dir=args.out or Path("runs") / name,
+        data_dir=args.data or Path("data") / name,
+        model_cfg=cfg.get("model", {}),
+        train_cfg=train_cfg,
+        device=args.device,
+        max_minutes=args.max_minutes,
+        fresh=args.fresh,
+        command=_command(argv),
+    )
+    last = state.history[-1] if state.history else {}
+    print(json.dumps({"step": state.step, **last}))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace, argv: list[str]) -> int:
+    from training.acoustics.evaluate import evaluate_model_dir
+
+    metrics = evaluate_model_dir(args.model_dir, args.data, progress=not args.json)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        for key, value in metrics.items():
+            print(f"{key:>26}: {value}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, argv: list[str]) -> int:
+    from training.acoustics.export import export
+
+    path = export(args.run, args.out, name=args.name, version=args.version, data_dir=args.data,
+                  command=_command(argv))
+    print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="make ground truth with a numerical solver")
+    g.add_argument("task", choices=sorted(set(FAMILIES.values())))
+    g.add_argument("--config", required=True, help="YAML config (see configs/)")
+    g.add_argument("--out", help="data folder (default data/<name>)")
+    g.add_argument("--splits", nargs="+", choices=["train", "val", "test"])
+    g.add_argument("--device", default="cpu", help="torch device for the solver (cpu, cuda)")
+    g.set_defaults(fn=cmd_generate)
+
+    t = sub.add_parser("train", help="train (resumes from runs/<name>/checkpoint.pt)")
+    t.add_argument("--config", required=True)
+    t.add_argument("--data", help="data folder (default data/<name>)")
+    t.add_argument("--out", help="run folder (default runs/<name>)")
+    t.add_argument("--steps", type=int, help="total steps (overrides the config)")
+    t.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    t.add_argument("--max-minutes", type=float, help="checkpoint and stop after this long")
+    t.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    t.set_defaults(fn=cmd_train)
+
+    e = sub.add_parser("evaluate", help="accuracy against the solver on held-out sources")
+    e.add_argument("model_dir", help="models/<name>/<version> or a run folder")
+    e.add_argument("--data", help="data folder (default data/<name>; made if missing)")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.set_defaults(fn=cmd_evaluate)
+
+    x = sub.add_parser("export", help="write ONNX graphs + manifest into the model repository")
+    x.add_argument("--run", required=True, help="run folder with checkpoint.pt")
+    x.add_argument("--out", default="models", help="model repository root")
+    x.add_argument("--name", help="model name (default: the dataset name)")
+    x.add_argument("--version", help="version (default: next integer)")
+    x.add_argument("--data", help="data folder for the evaluation (default data/<name>)")
+    x.set_defaults(fn=cmd_export)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        return int(args.fn(args, argv))
+    except (ConfigError, FileNotFoundError, FileExistsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

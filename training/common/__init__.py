@@ -1,0 +1,1 @@
+"""Pieces every model family's training side uses: configs, atomic files, manifests, plots."""
