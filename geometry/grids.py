@@ -32,7 +32,10 @@ def grid_points(
 
 def lattice_in_box(box: Box, spacing: float) -> NDArray[np.float64]:
     """Points spaced about `spacing` apart filling `box`, centred so the margins are equal."""
-    counts = [max(1, int(np.floor((h - lo) / spacing + 1e-9)) + 1) for lo, h in zip(box.lo, box.hi, strict=True)]
+    counts = [
+        max(1, int(np.floor((h - lo) / spacing + 1e-9)) + 1)
+        for lo, h in zip(box.lo, box.hi, strict=True)
+    ]
     lo = [
         (a + b) / 2 - (n - 1) * spacing / 2 for a, b, n in zip(box.lo, box.hi, counts, strict=True)
     ]

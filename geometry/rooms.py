@@ -77,7 +77,7 @@ class Room:
         return Box((0.0,) * self.dim, tuple(self.size))
 
     def wall_distance(self, points: ArrayLike) -> NDArray[np.float64]:
-        """Signed distance to the nearest wall: positive in the air, negative in a wall or outside."""
+        """Signed distance to the nearest wall: positive in the air, negative in a wall."""
         pts = np.asarray(points, dtype=np.float64)
         if pts.shape[-1] != self.dim:
             raise ValueError(f"points must have {self.dim} coordinates, got shape {pts.shape}")

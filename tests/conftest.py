@@ -16,7 +16,13 @@ def tiny_acoustic_config(dim: int) -> dict[str, Any]:
         room = {"shape": "l_shape", "size": [1.2, 1.0], "cut": [0.4, 0.4]}
         region = {"lo": [0.3, 0.3], "hi": [0.9, 0.7]}
     else:
-        room = {"shape": "box", "size": [1.0, 0.9, 0.8]}
+        # A pillar in one corner, so both dimensions have a solid inside the room.
+        room = {
+            "shape": "obstacle",
+            "size": [1.0, 0.9, 0.8],
+            "lo": [0.8, 0.0, 0.0],
+            "hi": [1.0, 0.2, 0.8],
+        }
         region = {"lo": [0.35, 0.35, 0.35], "hi": [0.65, 0.55, 0.45]}
     return {
         "family": "deeponet",
@@ -26,13 +32,29 @@ def tiny_acoustic_config(dim: int) -> dict[str, Any]:
             "physics": {"fmax": 500.0, "absorption": 0.2},
             "solver": {"points_per_wavelength": 8, "dtype": "float32", "batch": 8},
             "output": {"t_max": 0.006, "dt": 0.0005, "receiver_spacing": 0.1},
-            "sources": {"region": region, "wall_margin": 0.25, "train_spacing": 0.5,
-                        "n_val": 2, "n_test": 3, "seed": 1},
+            "sources": {
+                "region": region,
+                "wall_margin": 0.25,
+                "train_spacing": 0.5,
+                "n_val": 2,
+                "n_test": 3,
+                "seed": 1,
+            },
         },
-        "model": {"branch_width": 16, "branch_depth": 2, "trunk_width": 16, "trunk_depth": 2,
-                  "n_basis": 8},
-        "train": {"steps": 20, "batch_sources": 4, "batch_points": 64, "val_every": 10,
-                  "checkpoint_every": 10},
+        "model": {
+            "branch_width": 16,
+            "branch_depth": 2,
+            "trunk_width": 16,
+            "trunk_depth": 2,
+            "n_basis": 8,
+        },
+        "train": {
+            "steps": 20,
+            "batch_sources": 4,
+            "batch_points": 64,
+            "val_every": 10,
+            "checkpoint_every": 10,
+        },
     }
 
 
@@ -51,7 +73,9 @@ class TinyAcoustic:
 
 
 @pytest.fixture(scope="session", params=[2, 3], ids=["2d", "3d"])
-def tiny_acoustic(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> TinyAcoustic:
+def tiny_acoustic(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> TinyAcoustic:
     """Generate, train and export a tiny acoustic DeepONet through the CLI, once per session."""
     from training.cli import main
 
@@ -60,9 +84,25 @@ def tiny_acoustic(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     cfg = tiny_acoustic_config(dim)
     config = root / "config.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    t = TinyAcoustic(dim, config, root / "data", root / "run", root / "models", cfg["dataset"]["name"])
+    t = TinyAcoustic(
+        dim, config, root / "data", root / "run", root / "models", cfg["dataset"]["name"]
+    )
     assert main(["generate", "acoustics", "--config", str(config), "--out", str(t.data)]) == 0
-    assert main(["train", "--config", str(config), "--data", str(t.data), "--out", str(t.run),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(config),
+                "--data",
+                str(t.data),
+                "--out",
+                str(t.run),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert main(["export", "--run", str(t.run), "--out", str(t.models), "--data", str(t.data)]) == 0
     return t

@@ -11,8 +11,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-
 from conftest import TinyAcoustic, tiny_acoustic_config
+
 from training.acoustics import dataset as ds
 from training.acoustics.train import TrainConfig, load_model, train
 from training.cli import main
@@ -23,7 +23,9 @@ from training.common.files import sha256_file
 def test_end_to_end_outputs(tiny_acoustic: TinyAcoustic) -> None:
     with h5py.File(tiny_acoustic.data / "train.h5", "r") as f:
         assert f["done"][...].all()
-        assert f.attrs["solver_dt"] * f.attrs["solver_substeps"] == pytest.approx(f.attrs["output_dt"])
+        assert f.attrs["solver_dt"] * f.attrs["solver_substeps"] == pytest.approx(
+            f.attrs["output_dt"]
+        )
         assert f["pressure"].shape == (len(f["sources"]), len(f["times"]), len(f["receivers"]))
         # The first frame is the source pulse itself: amplitude 1 at its centre, never above.
         assert 0.3 < float(np.abs(f["pressure"][:, 0]).max()) <= 1.0
@@ -61,9 +63,22 @@ def test_onnx_matches_torch(tiny_acoustic: TinyAcoustic, n_points: int) -> None:
     assert np.abs(field_onnx - field_torch).max() < 1e-4 * peak
 
 
-def test_manifest_metrics_equal_evaluate(tiny_acoustic: TinyAcoustic, capsys: pytest.CaptureFixture[str]) -> None:
+def test_manifest_metrics_equal_evaluate(
+    tiny_acoustic: TinyAcoustic, capsys: pytest.CaptureFixture[str]
+) -> None:
     capsys.readouterr()
-    assert main(["evaluate", str(tiny_acoustic.version_dir), "--data", str(tiny_acoustic.data), "--json"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(tiny_acoustic.version_dir),
+                "--data",
+                str(tiny_acoustic.data),
+                "--json",
+            ]
+        )
+        == 0
+    )
     printed = json.loads(capsys.readouterr().out)
     manifest = json.loads((tiny_acoustic.version_dir / "manifest.json").read_text())
     assert printed.keys() >= {"rel_l2", "rmse_norm", "baseline_nearest_rel_l2", "n_test_sources"}
@@ -71,7 +86,9 @@ def test_manifest_metrics_equal_evaluate(tiny_acoustic: TinyAcoustic, capsys: py
         assert printed[key] == pytest.approx(value, rel=1e-6), key
 
 
-def test_evaluate_regenerates_missing_test_data(tiny_acoustic: TinyAcoustic, tmp_path: Path) -> None:
+def test_evaluate_regenerates_missing_test_data(
+    tiny_acoustic: TinyAcoustic, tmp_path: Path
+) -> None:
     """A fresh clone has no data/: evaluate rebuilds the held-out split from the manifest."""
     from training.acoustics.evaluate import evaluate_model_dir
 
@@ -81,19 +98,43 @@ def test_evaluate_regenerates_missing_test_data(tiny_acoustic: TinyAcoustic, tmp
 
 
 def test_export_refuses_to_overwrite_a_version(tiny_acoustic: TinyAcoustic) -> None:
-    code = main(["export", "--run", str(tiny_acoustic.run), "--out", str(tiny_acoustic.models),
-                 "--version", "1", "--data", str(tiny_acoustic.data)])
+    code = main(
+        [
+            "export",
+            "--run",
+            str(tiny_acoustic.run),
+            "--out",
+            str(tiny_acoustic.models),
+            "--version",
+            "1",
+            "--data",
+            str(tiny_acoustic.data),
+        ]
+    )
     assert code == 2
     assert not list((tiny_acoustic.models / tiny_acoustic.name).glob(".*partial"))
 
 
 def test_resumed_training_equals_uninterrupted(tiny_acoustic: TinyAcoustic, tmp_path: Path) -> None:
     cfg = tiny_acoustic_config(tiny_acoustic.dim)
-    tc = from_dict(TrainConfig, {**cfg["train"], "steps": 12, "val_every": 6, "checkpoint_every": 6})
+    tc = from_dict(
+        TrainConfig, {**cfg["train"], "steps": 12, "val_every": 6, "checkpoint_every": 6}
+    )
     train(tmp_path / "straight", tiny_acoustic.data, cfg["model"], tc, device="cpu", progress=False)
-    tc_half = from_dict(TrainConfig, {**cfg["train"], "steps": 6, "val_every": 6, "checkpoint_every": 6})
-    train(tmp_path / "resumed", tiny_acoustic.data, cfg["model"], tc_half, device="cpu", progress=False)
-    state = train(tmp_path / "resumed", tiny_acoustic.data, cfg["model"], tc, device="cpu", progress=False)
+    tc_half = from_dict(
+        TrainConfig, {**cfg["train"], "steps": 6, "val_every": 6, "checkpoint_every": 6}
+    )
+    train(
+        tmp_path / "resumed",
+        tiny_acoustic.data,
+        cfg["model"],
+        tc_half,
+        device="cpu",
+        progress=False,
+    )
+    state = train(
+        tmp_path / "resumed", tiny_acoustic.data, cfg["model"], tc, device="cpu", progress=False
+    )
     assert state.step == 12
     a, _ = load_model(tmp_path / "straight")
     b, _ = load_model(tmp_path / "resumed")
@@ -101,8 +142,9 @@ def test_resumed_training_equals_uninterrupted(tiny_acoustic: TinyAcoustic, tmp_
         torch.testing.assert_close(pa, pb, rtol=0, atol=0, msg=name)
 
 
-def test_generation_is_deterministic_and_resumes(tiny_acoustic: TinyAcoustic, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_generation_is_deterministic_and_resumes(
+    tiny_acoustic: TinyAcoustic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = from_dict(ds.DatasetConfig, tiny_acoustic_config(tiny_acoustic.dim)["dataset"])
     real = ds.simulate
     calls = {"n": 0}

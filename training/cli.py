@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from training.common.config import ConfigError, from_dict, load_yaml
 
 FAMILIES = {"deeponet": "acoustics"}
@@ -27,6 +29,15 @@ def _load_config(path: str) -> dict[str, Any]:
     if "dataset" not in cfg:
         raise ConfigError(f"{path}: missing 'dataset' section")
     return cfg
+
+
+def _override(cfg: dict[str, Any], item: str) -> None:
+    """Apply `section.key=value` (value parsed as YAML) to the model or train section."""
+    key, sep, raw = item.partition("=")
+    section, dot, field = key.partition(".")
+    if not sep or not dot or section not in ("model", "train"):
+        raise ConfigError(f"--set {item!r}: expected model.KEY=VALUE or train.KEY=VALUE")
+    cfg.setdefault(section, {})[field] = yaml.safe_load(raw)
 
 
 def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
@@ -47,6 +58,8 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
     from training.acoustics.train import TrainConfig, train
 
     cfg = _load_config(args.config)
+    for item in args.set or []:
+        _override(cfg, item)
     name = cfg["dataset"]["name"]
     train_cfg = from_dict(TrainConfig, cfg.get("train", {}), "train")
     if args.steps is not None:
@@ -81,15 +94,23 @@ def cmd_evaluate(args: argparse.Namespace, argv: list[str]) -> int:
 def cmd_export(args: argparse.Namespace, argv: list[str]) -> int:
     from training.acoustics.export import export
 
-    path = export(args.run, args.out, name=args.name, version=args.version, data_dir=args.data,
-                  command=_command(argv))
+    path = export(
+        args.run,
+        args.out,
+        name=args.name,
+        version=args.version,
+        data_dir=args.data,
+        command=_command(argv),
+    )
     print(path)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training", description=__doc__)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: all cores)"
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -109,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="auto, cpu or cuda")
     t.add_argument("--max-minutes", type=float, help="checkpoint and stop after this long")
     t.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    t.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override a model or train setting, e.g. --set model.trunk_width=256",
+    )
     t.set_defaults(fn=cmd_train)
 
     e = sub.add_parser("evaluate", help="accuracy against the solver on held-out sources")
@@ -130,8 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if args.threads:
         import torch
 

@@ -62,7 +62,11 @@ class PhysicsConfig:
 
     @property
     def impedance(self) -> float | None:
-        return None if self.absorption is None else impedance_from_absorption(self.absorption, self.medium)
+        return (
+            None
+            if self.absorption is None
+            else impedance_from_absorption(self.absorption, self.medium)
+        )
 
 
 @dataclass
@@ -149,7 +153,9 @@ def sources_for(cfg: DatasetConfig, split: str) -> NDArray[np.float64]:
         cand = rng.uniform(lo, hi, size=(4 * n, room.dim))
         out.extend(cand[room.wall_distance(cand) >= margin])
     if len(out) < n:
-        raise ValueError(f"could not place {n} {split} sources in the source region with margin {margin}")
+        raise ValueError(
+            f"could not place {n} {split} sources in the source region with margin {margin}"
+        )
     return np.asarray(out[:n])
 
 
@@ -180,7 +186,11 @@ def split_path(data_dir: str | Path, split: str) -> Path:
 
 
 def generate_split(
-    cfg: DatasetConfig, data_dir: str | Path, split: str, device: str = "cpu", progress: bool = True,
+    cfg: DatasetConfig,
+    data_dir: str | Path,
+    split: str,
+    device: str = "cpu",
+    progress: bool = True,
     command: str = "",
 ) -> Path:
     """Write (or finish) one split; returns the path of the completed file."""
@@ -202,8 +212,13 @@ def generate_split(
         done = f["done"][...]
         todo = np.flatnonzero(~done)
         batch = max(1, cfg.solver.batch)
-        bar = tqdm(total=len(sources), initial=int(done.sum()), desc=f"FDTD {cfg.name} {split}",
-                   unit="src", disable=not progress)
+        bar = tqdm(
+            total=len(sources),
+            initial=int(done.sum()),
+            desc=f"FDTD {cfg.name} {split}",
+            unit="src",
+            disable=not progress,
+        )
         for start in range(0, len(todo), batch):
             idx = todo[start : start + batch]
             f["pressure"][idx] = simulate(cfg, solver, sources[idx], receivers)
@@ -218,14 +233,27 @@ def generate_split(
 
 
 def _open_partial(
-    path: Path, cfg: DatasetConfig, split: str, sources: NDArray[np.float64],
-    receivers: NDArray[np.float64], solver: FDTD, command: str,
+    path: Path,
+    cfg: DatasetConfig,
+    split: str,
+    sources: NDArray[np.float64],
+    receivers: NDArray[np.float64],
+    solver: FDTD,
+    command: str,
 ) -> h5py.File:
     if path.exists():
         try:
             f = h5py.File(path, "r+")
-            if f.attrs.get("fingerprint") == cfg.fingerprint() and f["sources"].shape == sources.shape:
-                log.info("resuming %s: %d of %d sources done", path, int(f["done"][...].sum()), len(sources))
+            if (
+                f.attrs.get("fingerprint") == cfg.fingerprint()
+                and f["sources"].shape == sources.shape
+            ):
+                log.info(
+                    "resuming %s: %d of %d sources done",
+                    path,
+                    int(f["done"][...].sum()),
+                    len(sources),
+                )
                 return f
             f.close()
         except OSError:
@@ -238,7 +266,9 @@ def _open_partial(
     f.create_dataset("receivers", data=receivers)
     f.create_dataset("times", data=np.arange(n_t) * cfg.output.dt)
     f.create_dataset(
-        "pressure", shape=(len(sources), n_t, len(receivers)), dtype=np.float32,
+        "pressure",
+        shape=(len(sources), n_t, len(receivers)),
+        dtype=np.float32,
         chunks=(1, n_t, len(receivers)),
     )
     f.create_dataset("done", data=np.zeros(len(sources), dtype=bool))
@@ -278,13 +308,15 @@ class AcousticSplit:
 
     @property
     def config(self) -> dict[str, Any]:
-        return json.loads(self.attrs["config"])  # type: ignore[no-any-return]
+        return json.loads(self.attrs["config"])
 
 
 def load_split(data_dir: str | Path, split: str) -> AcousticSplit:
     path = split_path(data_dir, split)
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run `python -m training generate acoustics` first")
+        raise FileNotFoundError(
+            f"{path} not found: run `python -m training generate acoustics` first"
+        )
     with h5py.File(path, "r") as f:
         return AcousticSplit(
             sources=f["sources"][...],

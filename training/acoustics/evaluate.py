@@ -13,7 +13,13 @@ from typing import Any, Protocol
 import numpy as np
 import onnxruntime as ort
 
-from training.acoustics.dataset import AcousticSplit, DatasetConfig, generate_split, load_split, split_path
+from training.acoustics.dataset import (
+    AcousticSplit,
+    DatasetConfig,
+    generate_split,
+    load_split,
+    split_path,
+)
 from training.common.config import from_dict
 
 
@@ -30,14 +36,18 @@ class OnnxDeepONet:
         self.manifest = json.loads((model_dir / "manifest.json").read_text())
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
-        self.branch = ort.InferenceSession(str(model_dir / "branch.onnx"), opts, providers=["CPUExecutionProvider"])
-        self.trunk = ort.InferenceSession(str(model_dir / "trunk.onnx"), opts, providers=["CPUExecutionProvider"])
+        self.branch = ort.InferenceSession(
+            str(model_dir / "branch.onnx"), opts, providers=["CPUExecutionProvider"]
+        )
+        self.trunk = ort.InferenceSession(
+            str(model_dir / "trunk.onnx"), opts, providers=["CPUExecutionProvider"]
+        )
 
     def coefficients(self, sources: np.ndarray) -> np.ndarray:
-        return self.branch.run(None, {"source": sources.astype(np.float32)})[0]  # type: ignore[no-any-return]
+        return self.branch.run(None, {"source": sources.astype(np.float32)})[0]
 
     def basis(self, points: np.ndarray) -> np.ndarray:
-        return self.trunk.run(None, {"points": points.astype(np.float32)})[0]  # type: ignore[no-any-return]
+        return self.trunk.run(None, {"points": points.astype(np.float32)})[0]
 
 
 def space_time_grid(receivers: np.ndarray, times: np.ndarray) -> np.ndarray:
@@ -59,7 +69,7 @@ def predict(model: FieldModel, split: AcousticSplit, chunk: int = 65536) -> np.n
 def rel_l2_per_source(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
     axes = tuple(range(1, ref.ndim))
     err = np.sqrt(((pred.astype(np.float64) - ref) ** 2).sum(axis=axes))
-    return err / np.sqrt((ref.astype(np.float64) ** 2).sum(axis=axes))  # type: ignore[no-any-return]
+    return err / np.sqrt((ref.astype(np.float64) ** 2).sum(axis=axes))
 
 
 def rmse_norm(pred: np.ndarray, ref: np.ndarray) -> float:
@@ -73,17 +83,23 @@ def rmse_norm(pred: np.ndarray, ref: np.ndarray) -> float:
 
 def nearest_source_prediction(train: AcousticSplit, test: AcousticSplit) -> np.ndarray:
     """The field of the nearest training source, used as the prediction: the lookup to beat."""
-    d = np.linalg.norm(test.sources[:, None, :] - train.sources[None, :, :], axis=-1)  # (S_test, S_train)
+    d = np.linalg.norm(
+        test.sources[:, None, :] - train.sources[None, :, :], axis=-1
+    )  # (S_test, S_train)
     return train.pressure[d.argmin(axis=1)]  # (S_test, T, P)
 
 
-def ensure_splits(cfg: DatasetConfig, data_dir: Path, splits: tuple[str, ...], progress: bool) -> None:
+def ensure_splits(
+    cfg: DatasetConfig, data_dir: Path, splits: tuple[str, ...], progress: bool
+) -> None:
     for split in splits:
         if not split_path(data_dir, split).exists():
             generate_split(cfg, data_dir, split, progress=progress)
 
 
-def evaluate(model: FieldModel, data_dir: Path, cfg: DatasetConfig, progress: bool = False) -> dict[str, Any]:
+def evaluate(
+    model: FieldModel, data_dir: Path, cfg: DatasetConfig, progress: bool = False
+) -> dict[str, Any]:
     ensure_splits(cfg, data_dir, ("train", "test"), progress)
     test, train = load_split(data_dir, "test"), load_split(data_dir, "train")
     pred = predict(model, test)
@@ -100,8 +116,9 @@ def evaluate(model: FieldModel, data_dir: Path, cfg: DatasetConfig, progress: bo
     }
 
 
-def evaluate_model_dir(model_dir: str | Path, data_dir: str | Path | None = None,
-                       progress: bool = False) -> dict[str, Any]:
+def evaluate_model_dir(
+    model_dir: str | Path, data_dir: str | Path | None = None, progress: bool = False
+) -> dict[str, Any]:
     """Evaluate an exported version or a training run directory."""
     model_dir = Path(model_dir)
     model: FieldModel

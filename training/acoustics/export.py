@@ -33,23 +33,32 @@ def export_graphs(model: DeepONet, out_dir: Path) -> None:
         # The TorchScript exporter is deprecated but handles these plain MLP graphs exactly.
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            BranchGraph(model).eval(), (torch.rand(2, dim) * torch.tensor(model.cfg.room_size),),
-            str(out_dir / "branch.onnx"), input_names=["source"], output_names=["coefficients"],
+            BranchGraph(model).eval(),
+            (torch.rand(2, dim) * torch.tensor(model.cfg.room_size),),
+            str(out_dir / "branch.onnx"),
+            input_names=["source"],
+            output_names=["coefficients"],
             dynamic_axes={"source": {0: "batch"}, "coefficients": {0: "batch"}},
-            opset_version=OPSET, dynamo=False,
+            opset_version=OPSET,
+            dynamo=False,
         )
         torch.onnx.export(
-            TrunkGraph(model).eval(), (torch.rand(5, dim + 1),),
-            str(out_dir / "trunk.onnx"), input_names=["points"], output_names=["basis"],
+            TrunkGraph(model).eval(),
+            (torch.rand(5, dim + 1),),
+            str(out_dir / "trunk.onnx"),
+            input_names=["points"],
+            output_names=["basis"],
             dynamic_axes={"points": {0: "n"}, "basis": {0: "n"}},
-            opset_version=OPSET, dynamo=False,
+            opset_version=OPSET,
+            dynamo=False,
         )
     for name in ("branch", "trunk"):
         onnx.checker.check_model(str(out_dir / f"{name}.onnx"))
 
 
-def build_manifest(model: DeepONet, ckpt: dict[str, Any], name: str, version: str,
-                   command: str) -> dict[str, Any]:
+def build_manifest(
+    model: DeepONet, ckpt: dict[str, Any], name: str, version: str, command: str
+) -> dict[str, Any]:
     cfg = model.cfg
     data = from_dict(DatasetConfig, ckpt["dataset_config"], "dataset")
     room = data.build_room()
@@ -72,15 +81,31 @@ def build_manifest(model: DeepONet, ckpt: dict[str, Any], name: str, version: st
             "branch": {
                 "file": "branch.onnx",
                 "computes": "source position -> pressure coefficients p_scale * [B_1..B_p, b0]",
-                "inputs": [{"name": "source", "dtype": "float32", "shape": [-1, cfg.dim],
-                            "units": "m", "axes": axes}],
-                "outputs": [{"name": "coefficients", "dtype": "float32", "shape": [-1, k], "units": "Pa"}],
+                "inputs": [
+                    {
+                        "name": "source",
+                        "dtype": "float32",
+                        "shape": [-1, cfg.dim],
+                        "units": "m",
+                        "axes": axes,
+                    }
+                ],
+                "outputs": [
+                    {"name": "coefficients", "dtype": "float32", "shape": [-1, k], "units": "Pa"}
+                ],
             },
             "trunk": {
                 "file": "trunk.onnx",
                 "computes": "space-time points -> basis functions [T_1..T_p, 1]",
-                "inputs": [{"name": "points", "dtype": "float32", "shape": [-1, cfg.dim + 1],
-                            "units": ["m"] * cfg.dim + ["s"], "axes": [*axes, "t"]}],
+                "inputs": [
+                    {
+                        "name": "points",
+                        "dtype": "float32",
+                        "shape": [-1, cfg.dim + 1],
+                        "units": ["m"] * cfg.dim + ["s"],
+                        "axes": [*axes, "t"],
+                    }
+                ],
                 "outputs": [{"name": "basis", "dtype": "float32", "shape": [-1, k], "units": "1"}],
             },
         },
@@ -119,9 +144,15 @@ def build_manifest(model: DeepONet, ckpt: dict[str, Any], name: str, version: st
     }
 
 
-def export(run_dir: str | Path, models_root: str | Path = "models", name: str | None = None,
-           version: str | None = None, data_dir: str | Path | None = None,
-           command: str = "", progress: bool = True) -> Path:
+def export(
+    run_dir: str | Path,
+    models_root: str | Path = "models",
+    name: str | None = None,
+    version: str | None = None,
+    data_dir: str | Path | None = None,
+    command: str = "",
+    progress: bool = True,
+) -> Path:
     model, ckpt = load_model(run_dir, "cpu")
     data_cfg = from_dict(DatasetConfig, ckpt["dataset_config"], "dataset")
     name = name or data_cfg.name
@@ -129,7 +160,9 @@ def export(run_dir: str | Path, models_root: str | Path = "models", name: str | 
     version = version or next_version(root)
     final = root / version
     if final.exists():
-        raise FileExistsError(f"{final} exists: model versions are immutable, pick another --version")
+        raise FileExistsError(
+            f"{final} exists: model versions are immutable, pick another --version"
+        )
     tmp = root / f".{version}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -25,7 +25,7 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 
 from geometry.rooms import Room
-from training.acoustics.physics import Medium
+from training.acoustics.physics import AIR, Medium
 
 
 @dataclass
@@ -43,7 +43,7 @@ class FDTD:
         self,
         room: Room,
         dx: float,
-        medium: Medium = Medium(),
+        medium: Medium = AIR,
         wall_impedance: float | None = None,
         courant: float = 0.95,
         device: str | torch.device = "cpu",
@@ -61,7 +61,9 @@ class FDTD:
         self.spacing = tuple(length / n for length, n in zip(room.size, self.shape, strict=True))
         # CFL limit of the leapfrog scheme on this grid: c dt sqrt(sum 1/h_i^2) <= 1.
         self.dt_max = 1.0 / (medium.c * math.sqrt(sum(1.0 / h**2 for h in self.spacing)))
-        self.centres = [(np.arange(n) + 0.5) * h for n, h in zip(self.shape, self.spacing, strict=True)]
+        self.centres = [
+            (np.arange(n) + 0.5) * h for n, h in zip(self.shape, self.spacing, strict=True)
+        ]
         mesh = np.meshgrid(*self.centres, indexing="ij")
         pts = np.stack([m.ravel() for m in mesh], axis=-1)  # (prod(shape), dim)
         air = room.is_air(pts).reshape(self.shape)
@@ -141,7 +143,9 @@ class FDTD:
             torch.as_tensor(w / total, device=self.device, dtype=self.dtype),
         )
 
-    def energy(self, p: torch.Tensor, v_old: list[torch.Tensor], v_new: list[torch.Tensor]) -> torch.Tensor:
+    def energy(
+        self, p: torch.Tensor, v_old: list[torch.Tensor], v_new: list[torch.Tensor]
+    ) -> torch.Tensor:
         """Discrete energy at step n from p^n, v^{n-1/2}, v^{n+1/2}: exactly conserved by
         the leapfrog scheme with rigid walls (a mixed-time product, not a sum of squares)."""
         m = self.medium
@@ -206,7 +210,9 @@ class FDTD:
                     flux = torch.cat([zero_slabs[a], v[a], zero_slabs[a]], dim=a + 1)
                     div = div + torch.diff(flux, dim=a + 1) / self.spacing[a]
                 p = keep * p - push * div
-                v_new = [v[a] - kv[a] * torch.diff(p, dim=a + 1) * open_f[a] for a in range(self.dim)]
+                v_new = [
+                    v[a] - kv[a] * torch.diff(p, dim=a + 1) * open_f[a] for a in range(self.dim)
+                ]
                 if record_energy:
                     energies.append(self.energy(p, v, v_new))
                 v = v_new
@@ -215,7 +221,7 @@ class FDTD:
                 snaps.append(p.clone())
 
         return FDTDResult(
-            times=np.arange(n_out) * output_dt,
+            times=np.arange(n_out, dtype=np.float64) * output_dt,
             pressure=torch.stack(outputs, dim=1),  # (B, n_out, P)
             energy=torch.stack(energies, dim=1) if record_energy else None,
             snapshots=torch.stack(snaps, dim=1) if record_snapshots else None,

@@ -35,7 +35,9 @@ class DeepONetConfig:
     trunk_depth: int = 3
     n_basis: int = 64
     first_omega: float = 30.0  # SIREN-style frequency of the first layer
-    fourier_fractions: tuple[float, ...] = (0.5, 0.25, 1.0 / 6.0)  # feature frequencies / fmax
+    # Fourier-feature frequencies as fractions of fmax: fmax, fmax/2, fmax/3 (the paper's
+    # 500, 250, 167 Hz at 500 Hz).
+    fourier_fractions: tuple[float, ...] = (1.0, 0.5, 1.0 / 3.0)
     sensor_points_per_wavelength: float = 2.0
     sensor_scale: float = 0.5
     # Physics and normalisation, from the data (saved with every checkpoint).
@@ -96,6 +98,9 @@ class ModifiedMLP(nn.Module):
 
 
 class DeepONet(nn.Module):
+    sensors: torch.Tensor  # (S, dim) sensor positions, metres
+    wavenumbers: torch.Tensor  # (K,) Fourier-feature wavenumbers, rad/m
+
     def __init__(self, cfg: DeepONetConfig) -> None:
         super().__init__()
         if len(cfg.room_size) != cfg.dim:
@@ -107,15 +112,13 @@ class DeepONet(nn.Module):
         self.register_buffer("sensors", torch.as_tensor(sensors, dtype=torch.float32))
         freqs = [2.0 * math.pi * f * cfg.fmax / cfg.c for f in cfg.fourier_fractions]
         self.register_buffer("wavenumbers", torch.tensor(freqs, dtype=torch.float32))  # rad/m
-        self.branch = ModifiedMLP(len(sensors), cfg.branch_width, cfg.branch_depth, cfg.n_basis,
-                                  cfg.first_omega)
-        self.trunk = ModifiedMLP(cfg.trunk_features, cfg.trunk_width, cfg.trunk_depth, cfg.n_basis,
-                                 cfg.first_omega)
+        self.branch = ModifiedMLP(
+            len(sensors), cfg.branch_width, cfg.branch_depth, cfg.n_basis, cfg.first_omega
+        )
+        self.trunk = ModifiedMLP(
+            cfg.trunk_features, cfg.trunk_width, cfg.trunk_depth, cfg.n_basis, cfg.first_omega
+        )
         self.b0 = nn.Parameter(torch.zeros(()))
-
-    @property
-    def n_sensors(self) -> int:
-        return int(self.sensors.shape[0])
 
     def sensor_field(self, source: torch.Tensor) -> torch.Tensor:
         """The initial pulse of each source at the sensors: (B, dim) -> (B, S)."""

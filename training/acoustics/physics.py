@@ -17,12 +17,15 @@ class Medium:
         return self.rho * self.c
 
 
+AIR = Medium()
+
+
 def pulse_sigma(fmax: float, c: float = 343.0) -> float:
     """Width of the Gaussian pulse exp(-r^2 / sigma^2) whose spectrum is ~e^-4 down at fmax."""
     return c / (math.pi * fmax / 2.0)
 
 
-def impedance_from_absorption(alpha: float, medium: Medium = Medium()) -> float:
+def impedance_from_absorption(alpha: float, medium: Medium = AIR) -> float:
     """Real wall impedance whose normal-incidence absorption coefficient is `alpha`.
 
     alpha = 1 - R^2 with R = (Z - rho c) / (Z + rho c) for a locally reacting wall.
@@ -33,6 +36,6 @@ def impedance_from_absorption(alpha: float, medium: Medium = Medium()) -> float:
     return medium.impedance * (1.0 + r) / (1.0 - r)
 
 
-def absorption_from_impedance(z: float, medium: Medium = Medium()) -> float:
+def absorption_from_impedance(z: float, medium: Medium = AIR) -> float:
     r = (z - medium.impedance) / (z + medium.impedance)
     return 1.0 - r * r

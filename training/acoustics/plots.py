@@ -8,10 +8,10 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from training.acoustics.dataset import AcousticSplit  # noqa: E402
+from training.acoustics.dataset import AcousticSplit
 
 
 def plot_history(history: list[dict[str, float]], path: Path) -> None:
@@ -40,15 +40,18 @@ def _image(split: AcousticSplit, values: np.ndarray) -> tuple[np.ndarray, list[f
     return grid.T, extent
 
 
-def plot_field(split: AcousticSplit, pred: np.ndarray, source: int, path: Path,
-               n_frames: int = 4) -> None:
+def plot_field(
+    split: AcousticSplit, pred: np.ndarray, source: int, path: Path, n_frames: int = 4
+) -> None:
     ref = split.pressure[source]  # (T, P)
     frames = np.linspace(len(split.times) // 8, len(split.times) - 1, n_frames).astype(int)
     fig, axs = plt.subplots(3, n_frames, figsize=(3.2 * n_frames, 8.5), squeeze=False)
     for col, k in enumerate(frames):
         vmax = float(np.abs(ref[k]).max()) or 1.0
         rows: list[tuple[str, Any]] = [
-            ("reference (FDTD)", ref[k]), ("DeepONet", pred[source, k]), ("error", pred[source, k] - ref[k])
+            ("reference (FDTD)", ref[k]),
+            ("DeepONet", pred[source, k]),
+            ("error", pred[source, k] - ref[k]),
         ]
         for row, (label, vals) in enumerate(rows):
             img, extent = _image(split, vals)

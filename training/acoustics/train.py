@@ -66,8 +66,12 @@ def pick_device(name: str) -> torch.device:
 class TorchDeepONet:
     """A checkpointed model behind the same numpy interface as the exported graphs."""
 
-    def __init__(self, run_dir: str | Path | None = None, model: DeepONet | None = None,
-                 device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        run_dir: str | Path | None = None,
+        model: DeepONet | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
         self.dataset_config: dict[str, Any] = {}
         if model is None:
             model, ckpt = load_model(run_dir or ".", device)
@@ -77,15 +81,17 @@ class TorchDeepONet:
     @torch.no_grad()
     def coefficients(self, sources: np.ndarray) -> np.ndarray:
         src = torch.as_tensor(sources, dtype=torch.float32, device=self.device)
-        return self.model.branch_coefficients(src).cpu().numpy()  # type: ignore[no-any-return]
+        return self.model.branch_coefficients(src).cpu().numpy()
 
     @torch.no_grad()
     def basis(self, points: np.ndarray) -> np.ndarray:
         pts = torch.as_tensor(points, dtype=torch.float32, device=self.device)
-        return self.model.trunk_basis(pts).cpu().numpy()  # type: ignore[no-any-return]
+        return self.model.trunk_basis(pts).cpu().numpy()
 
 
-def validate(model: DeepONet, split: AcousticSplit, device: torch.device) -> tuple[float, np.ndarray]:
+def validate(
+    model: DeepONet, split: AcousticSplit, device: torch.device
+) -> tuple[float, np.ndarray]:
     model.eval()
     pred = predict(TorchDeepONet(model=model, device=device), split)
     model.train()
@@ -97,14 +103,28 @@ def model_config_for(base: dict[str, Any], split: AcousticSplit) -> DeepONetConf
     physics = data_cfg["physics"]
     room_size = tuple(float(v) for v in data_cfg["room"]["size"])
     p_scale = float(np.sqrt(np.mean(split.pressure.astype(np.float64) ** 2)))
-    merged = {**base, "dim": len(room_size), "room_size": room_size, "c": physics["c"],
-              "fmax": physics["fmax"], "sigma": float(split.attrs["sigma"]), "p_scale": p_scale}
+    merged = {
+        **base,
+        "dim": len(room_size),
+        "room_size": room_size,
+        "c": physics["c"],
+        "fmax": physics["fmax"],
+        "sigma": float(split.attrs["sigma"]),
+        "p_scale": p_scale,
+    }
     return from_dict(DeepONetConfig, merged, "model")
 
 
-def save_checkpoint(path: Path, model: DeepONet, opt: torch.optim.Optimizer, gen: torch.Generator,
-                    state: RunState,
-                    train_cfg: TrainConfig, data_cfg: dict[str, Any], data_command: str) -> None:
+def save_checkpoint(
+    path: Path,
+    model: DeepONet,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    state: RunState,
+    train_cfg: TrainConfig,
+    data_cfg: dict[str, Any],
+    data_command: str,
+) -> None:
     payload = {
         "family": "deeponet",
         "model_config": to_dict(model.cfg),
@@ -120,7 +140,9 @@ def save_checkpoint(path: Path, model: DeepONet, opt: torch.optim.Optimizer, gen
         torch.save(payload, tmp)
 
 
-def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[DeepONet, dict[str, Any]]:
+def load_model(
+    run_dir: str | Path, device: str | torch.device = "cpu"
+) -> tuple[DeepONet, dict[str, Any]]:
     ckpt_path = Path(run_dir) / CHECKPOINT
     if not ckpt_path.exists():
         raise FileNotFoundError(f"no {CHECKPOINT} in {run_dir}: train first")
@@ -162,7 +184,9 @@ def train(
     else:
         model = DeepONet(model_config_for(model_cfg, train_split)).to(dev)
         ckpt = None
-    opt = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay
+    )
     if ckpt is not None:
         opt.load_state_dict(ckpt["optimizer"])
     if command:
@@ -182,7 +206,9 @@ def train(
 
     start_time = time.monotonic()
     deadline = None if max_minutes is None else start_time + 60.0 * max_minutes
-    bar = tqdm(total=train_cfg.steps, initial=state.step, desc="train", unit="step", disable=not progress)
+    bar = tqdm(
+        total=train_cfg.steps, initial=state.step, desc="train", unit="step", disable=not progress
+    )
     running, running_n = 0.0, 0
     stopped_early = False
     while state.step < train_cfg.steps:
@@ -211,17 +237,29 @@ def train(
         out_of_time = deadline is not None and time.monotonic() > deadline
         if state.step % train_cfg.val_every == 0 or last or out_of_time:
             val, _ = validate(model, val_split, dev)
-            state.history.append({"step": state.step, "loss": running / max(running_n, 1), "val_rel_l2": val})
+            state.history.append(
+                {"step": state.step, "loss": running / max(running_n, 1), "val_rel_l2": val}
+            )
             state.best_val = min(state.best_val, val)
             bar.set_postfix(loss=f"{running / max(running_n, 1):.3g}", val_rel_l2=f"{val:.4f}")
             running, running_n = 0.0, 0
         if state.step % train_cfg.checkpoint_every == 0 or last or out_of_time:
             state.seconds += time.monotonic() - start_time
             start_time = time.monotonic()
-            save_checkpoint(ckpt_path, model, opt, gen, state, train_cfg, train_split.config,
-                            str(train_split.attrs.get("command", "")))
+            save_checkpoint(
+                ckpt_path,
+                model,
+                opt,
+                gen,
+                state,
+                train_cfg,
+                train_split.config,
+                str(train_split.attrs.get("command", "")),
+            )
         if out_of_time and not last:
-            log.warning("stopping at step %d: --max-minutes reached (resume to continue)", state.step)
+            log.warning(
+                "stopping at step %d: --max-minutes reached (resume to continue)", state.step
+            )
             stopped_early = True
             break
     bar.close()
@@ -231,8 +269,9 @@ def train(
     return state
 
 
-def _write_outputs(run_dir: Path, model: DeepONet, state: RunState, val: AcousticSplit,
-                   dev: torch.device) -> None:
+def _write_outputs(
+    run_dir: Path, model: DeepONet, state: RunState, val: AcousticSplit, dev: torch.device
+) -> None:
     from training.acoustics.plots import plot_field, plot_history
 
     (run_dir / "history.json").write_text(json.dumps(state.history, indent=1))

@@ -45,6 +45,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
 
 def to_dict(obj: Any) -> dict[str, Any]:
     """Plain JSON-friendly dict of a dataclass (tuples become lists)."""
+
     def clean(v: Any) -> Any:
         if isinstance(v, tuple | list):
             return [clean(x) for x in v]
@@ -52,7 +53,7 @@ def to_dict(obj: Any) -> dict[str, Any]:
             return {k: clean(x) for k, x in v.items()}
         return v
 
-    return clean(dataclasses.asdict(obj))  # type: ignore[no-any-return]
+    return clean(dataclasses.asdict(obj))
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

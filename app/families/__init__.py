@@ -1,0 +1,32 @@
+"""Model families the service can serve, keyed by the manifest's `family` and `task`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from app.errors import ManifestError
+from app.families.base import Family, Limits, Notice, Prediction, Predictor
+from app.families.deeponet import AcousticDeepONet
+from app.manifest import Manifest
+from app.runtime import Graph
+
+FAMILIES: Mapping[str, Family] = {
+    "deeponet": Family("deeponet", {"acoustics": AcousticDeepONet.load}),
+}
+
+
+def build_predictor(manifest: Manifest, graphs: Mapping[str, Graph]) -> Predictor:
+    family = FAMILIES.get(manifest.family)
+    if family is None:
+        raise ManifestError(
+            f"unknown model family {manifest.family!r} (served: {sorted(FAMILIES)})"
+        )
+    loader = family.tasks.get(manifest.task)
+    if loader is None:
+        raise ManifestError(
+            f"family {family.name!r} has no task {manifest.task!r} (served: {sorted(family.tasks)})"
+        )
+    return loader(manifest, graphs)
+
+
+__all__ = ["FAMILIES", "Family", "Limits", "Notice", "Prediction", "Predictor", "build_predictor"]

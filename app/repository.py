@@ -1,0 +1,223 @@
+"""The model repository: `<root>/<name>/<version>/manifest.json` plus the graphs it names.
+
+A scan yields an immutable `Snapshot`; the service swaps the whole snapshot at once on
+reload, so a request sees one consistent set of models from start to end. A version that
+cannot be served (bad JSON, a graph whose sha256 is not the manifest's, a missing file, a
+session onnxruntime cannot create) is refused with its reason and every other version keeps
+serving.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+import anyio
+import anyio.to_thread
+
+from app.errors import ManifestError, NotFoundError
+from app.families import Predictor, build_predictor
+from app.manifest import Manifest, parse_manifest
+from app.runtime import Graph, Runtime
+
+log = logging.getLogger("fieldserve.repository")
+
+_VERSION = re.compile(r"[0-9]+")
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: int
+    path: Path
+    manifest: Manifest
+    manifest_json: bytes  # canonical JSON of the whole manifest, for /v1/models/{name}
+    graphs: Mapping[str, Graph]
+    predictor: Predictor
+    fingerprint: str  # sha256 of manifest.json, which holds every graph's sha256
+
+    @property
+    def provider(self) -> str:
+        used = {g.provider for g in self.graphs.values()}
+        return used.pop() if len(used) == 1 else "mixed"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    name: str
+    version: str
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    models: Mapping[str, Mapping[int, ModelVersion]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    refused: tuple[Refusal, ...] = ()
+    loaded_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    def __iter__(self) -> Iterator[ModelVersion]:
+        for versions in self.models.values():
+            yield from versions.values()
+
+    def get(self, name: str, version: str | None = None) -> ModelVersion:
+        """The named version, or the latest (highest) one; NotFoundError names what is missing."""
+        versions = self.models.get(name)
+        if not versions:
+            raise NotFoundError(f"no model named {name!r} is served (see GET /v1/models)", "model")
+        if version is None:
+            return versions[max(versions)]
+        # Canonical spelling only, as on disk: "01" is not version 1.
+        if _VERSION.fullmatch(version) and str(int(version)) == version:
+            found = versions.get(int(version))
+            if found is not None:
+                return found
+        served = ", ".join(str(v) for v in sorted(versions))
+        raise NotFoundError(
+            f"model {name!r} has no version {version!r} (served: {served})", "version"
+        )
+
+    def find(self, name: str, version: int) -> ModelVersion | None:
+        return self.models.get(name, {}).get(version)
+
+    @property
+    def execution_provider(self) -> str | None:
+        used = {m.provider for m in self}
+        if not used:
+            return None
+        return used.pop() if len(used) == 1 else "mixed"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_version(
+    path: Path, name: str, version: int, runtime: Runtime, previous: ModelVersion | None = None
+) -> ModelVersion:
+    """Verify, then load, one version folder. Raises ManifestError with the refusal reason."""
+    try:
+        raw = (path / "manifest.json").read_bytes()
+    except FileNotFoundError:
+        raise ManifestError("no manifest.json in the version folder") from None
+    except OSError as exc:
+        raise ManifestError(f"cannot read manifest.json: {exc}") from None
+    manifest, canonical = parse_manifest(raw)
+    # Clients address a version by its path; a manifest describing some other version (a
+    # folder copied without re-export) would make responses and metrics lie about the model.
+    if manifest.name != name or manifest.version != str(version):
+        raise ManifestError(
+            f"manifest.json describes {manifest.name}/{manifest.version}, but it lies in "
+            f"{name}/{version}; export with --version or fix the manifest"
+        )
+    # Every graph is hashed before any is loaded: a corrupted or swapped file is never
+    # handed to onnxruntime. The verified bytes themselves are loaded, not the file again.
+    blobs: dict[str, bytes] = {}
+    for graph, spec in manifest.graphs.items():
+        try:
+            data = (path / spec.file).read_bytes()
+        except FileNotFoundError:
+            raise ManifestError(f"graph {graph!r}: file {spec.file} is missing") from None
+        except OSError as exc:
+            raise ManifestError(f"graph {graph!r}: cannot read {spec.file}: {exc}") from None
+        digest = _sha256(data)
+        if digest != spec.sha256.lower():
+            raise ManifestError(
+                f"graph {graph!r}: sha256 of {spec.file} is {digest}, the manifest says "
+                f"{spec.sha256}; the file is not the graph that was exported"
+            )
+        blobs[graph] = data
+
+    fingerprint = _sha256(raw)
+    if previous is not None and previous.fingerprint == fingerprint:
+        # Versions are immutable and the graphs were just verified against this very
+        # manifest, so the sessions already open are for identical bytes: keep them.
+        return previous
+    graphs = {
+        graph: runtime.load(
+            f"{name}/{version}/{graph}",
+            blobs[graph],
+            [t.name for t in spec.inputs],
+            [t.name for t in spec.outputs],
+        )
+        for graph, spec in manifest.graphs.items()
+    }
+    predictor = build_predictor(manifest, graphs)
+    return ModelVersion(
+        name, version, path, manifest, canonical, MappingProxyType(graphs), predictor, fingerprint
+    )
+
+
+def scan(root: Path, runtime: Runtime, previous: Snapshot | None = None) -> Snapshot:
+    """Load every version under root. Blocking (file reads, session creation)."""
+    if not root.is_dir():
+        log.error("model repository %s does not exist or is not a folder: serving nothing", root)
+        return Snapshot()
+    models: dict[str, Mapping[int, ModelVersion]] = {}
+    refused: list[Refusal] = []
+    for model_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        name = model_dir.name
+        versions: dict[int, ModelVersion] = {}
+        for version_dir in sorted(model_dir.iterdir()):
+            # Hidden folders are exports in progress (.<v>.partial), not versions.
+            if not version_dir.is_dir() or version_dir.name.startswith("."):
+                continue
+            label = version_dir.name
+            try:
+                if not _VERSION.fullmatch(label) or str(int(label)) != label:
+                    raise ManifestError(
+                        "version folders are named by integers without leading zeros"
+                    )
+                version = int(label)
+                prior = previous.find(name, version) if previous else None
+                loaded = load_version(version_dir, name, version, runtime, prior)
+            except ManifestError as exc:
+                log.error("refused model %s version %s (%s): %s", name, label, version_dir, exc)
+                refused.append(Refusal(name, label, version_dir, str(exc)))
+                continue
+            except Exception as exc:  # one broken version must never stop the others loading
+                log.exception("refused model %s version %s (%s)", name, label, version_dir)
+                refused.append(Refusal(name, label, version_dir, f"unexpected error: {exc!r}"))
+                continue
+            if loaded is not prior:
+                log.info(
+                    "loaded model %s version %s (%s/%s) on %s",
+                    name,
+                    label,
+                    loaded.manifest.family,
+                    loaded.manifest.task,
+                    loaded.provider,
+                )
+            versions[version] = loaded
+        if versions:
+            models[name] = MappingProxyType(dict(sorted(versions.items())))
+    return Snapshot(MappingProxyType(models), tuple(refused))
+
+
+class ModelRepository:
+    """Holds the current snapshot; `reload` builds a new one off the loop and swaps it in."""
+
+    def __init__(self, root: Path, runtime: Runtime) -> None:
+        self.root = root
+        self.runtime = runtime
+        self._snapshot = Snapshot()
+        self._lock = anyio.Lock()
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    async def reload(self) -> Snapshot:
+        # One scan at a time; requests keep the snapshot they started with meanwhile.
+        async with self._lock:
+            fresh = await anyio.to_thread.run_sync(scan, self.root, self.runtime, self._snapshot)
+            self._snapshot = fresh  # a single reference assignment: the atomic swap
+            return fresh

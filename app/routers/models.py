@@ -1,0 +1,92 @@
+"""Model listing and domain predictions (the family decides what a request means)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from app.codecs import JsonDecodeError, OrjsonResponse, decode_json
+from app.deps import LimitsDep, SnapshotDep
+from app.errors import BadRequestError
+from app.families import Limits
+from app.repository import ModelVersion
+from app.schemas import (
+    AcousticRequest,
+    AcousticResponse,
+    ErrorBody,
+    ModelDetail,
+    ModelList,
+    inline_schema,
+)
+from app.views import model_detail, model_summary
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in [
+        (400, "Body is not a JSON object."),
+        (404, "Unknown model or version."),
+        (413, "Body over MAX_BODY_BYTES."),
+        (422, "A field is invalid."),
+    ]
+}
+# The body is read raw (see _predict), so its schema is declared here for the OpenAPI page.
+_PREDICT_DOC: dict[str, Any] = {
+    "responses": {200: {"model": AcousticResponse}, **_ERRORS},
+    "openapi_extra": {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": inline_schema(AcousticRequest)}},
+        }
+    },
+}
+
+
+@router.get("")
+async def list_models(snapshot: SnapshotDep) -> ModelList:
+    latest = [snapshot.get(name) for name in snapshot.models]
+    return ModelList(models=[model_summary(snapshot, model) for model in latest])
+
+
+@router.get("/{name}", responses={404: _ERRORS[404]})
+async def get_model(name: str, snapshot: SnapshotDep) -> ModelDetail:
+    return model_detail(snapshot, snapshot.get(name))
+
+
+@router.post("/{name}/predict", response_model=None, **_PREDICT_DOC)
+async def predict_latest(
+    name: str, request: Request, snapshot: SnapshotDep, limits: LimitsDep
+) -> Response:
+    """Predict with the latest version of the model."""
+    return await _predict(snapshot.get(name), request, limits)
+
+
+@router.post("/{name}/versions/{version}/predict", response_model=None, **_PREDICT_DOC)
+async def predict_version(
+    name: str, version: str, request: Request, snapshot: SnapshotDep, limits: LimitsDep
+) -> Response:
+    """Predict with one pinned version."""
+    return await _predict(snapshot.get(name, version), request, limits)
+
+
+async def _predict(model: ModelVersion, request: Request, limits: Limits) -> Response:
+    # Read raw rather than as a pydantic body parameter: which schema applies depends on the
+    # model's family, and big arrays go to numpy without a per-float pydantic pass.
+    try:
+        payload = decode_json(await request.body())
+    except JsonDecodeError as exc:
+        raise BadRequestError(f"the request body is not valid JSON: {exc}", "body") from None
+    prediction = await model.predictor.predict(payload, limits)
+    return OrjsonResponse(
+        {
+            **prediction.fields,
+            "model": model.name,
+            "version": str(model.version),
+            "cache": prediction.cache,
+            "warnings": [asdict(n) for n in prediction.warnings],
+        }
+    )

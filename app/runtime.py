@@ -1,0 +1,123 @@
+"""onnxruntime: choosing the execution provider, creating sessions, running them off the loop.
+
+onnxruntime-gpu quietly falls back to the CPU when CUDA cannot start (missing libraries, no
+device), so the provider a session asked for is not evidence of the one it got: every
+session's `get_providers()` is read back and that is what the service reports.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import numpy as np
+import onnxruntime as ort
+from numpy.typing import NDArray
+
+from app.errors import ManifestError
+from app.settings import Device
+
+log = logging.getLogger("fieldserve.runtime")
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+T = TypeVar("T")
+
+
+def select_providers(device: Device, available: Sequence[str]) -> tuple[str, ...]:
+    """The providers to ask a session for, best first.
+
+    Raises ManifestError for device="cuda" without CUDA: an explicit request for the GPU that
+    cannot be met is refused rather than silently served from the CPU.
+    """
+    if device == "cpu":
+        return (CPU,)
+    if CUDA in available:
+        return (CUDA, CPU)
+    if device == "cuda":
+        raise ManifestError(
+            f"FIELDSERVE_DEVICE=cuda but onnxruntime offers no {CUDA} "
+            f"(available: {', '.join(available) or 'none'}; is onnxruntime-gpu installed?)"
+        )
+    return (CPU,)
+
+
+@dataclass(frozen=True)
+class Graph:
+    """One verified ONNX graph and its session. Its methods block: call them from a worker
+    thread (see `run_blocking`), never on the event loop."""
+
+    name: str
+    session: ort.InferenceSession
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    provider: str
+
+    def run(self, feeds: Mapping[str, NDArray[Any]]) -> list[NDArray[Any]]:
+        return [np.asarray(a) for a in self.session.run(list(self.outputs), dict(feeds))]
+
+    def run_one(self, x: NDArray[Any]) -> NDArray[Any]:
+        """The common case of the factored graphs: one input tensor, one output tensor."""
+        return self.run({self.inputs[0]: x})[0]
+
+
+class Runtime:
+    """Creates sessions for one device setting; shared by every model version it loads."""
+
+    def __init__(self, device: Device = "auto", intra_op_threads: int = 0) -> None:
+        self.device = device
+        self.intra_op_threads = intra_op_threads
+        self.available = tuple(ort.get_available_providers())
+        try:
+            self.providers: tuple[str, ...] = select_providers(device, self.available)
+            self.unavailable: str | None = None
+        except ManifestError as exc:
+            self.providers, self.unavailable = (), str(exc)
+        log.info(
+            "device=%s available providers=%s requested=%s",
+            device,
+            ",".join(self.available),
+            ",".join(self.providers) or "none",
+        )
+
+    def _options(self) -> ort.SessionOptions:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.intra_op_threads
+        # Refusals are logged by the repository with context; onnxruntime's own warnings
+        # (e.g. about CUDA fallback) would only duplicate them without the model name.
+        opts.log_severity_level = 3
+        return opts
+
+    def load(self, name: str, model: bytes, inputs: Sequence[str], outputs: Sequence[str]) -> Graph:
+        """Session from verified graph bytes; raises ManifestError with a readable reason."""
+        if self.unavailable:
+            raise ManifestError(self.unavailable)
+        try:
+            session = ort.InferenceSession(model, self._options(), providers=list(self.providers))
+        except Exception as exc:  # onnxruntime raises several unrelated types for bad graphs
+            raise ManifestError(f"graph {name!r}: onnxruntime cannot load it: {exc}") from exc
+        got_in = tuple(i.name for i in session.get_inputs())
+        got_out = tuple(o.name for o in session.get_outputs())
+        if got_in != tuple(inputs) or got_out != tuple(outputs):
+            raise ManifestError(
+                f"graph {name!r}: the manifest says inputs {list(inputs)} -> outputs "
+                f"{list(outputs)}, the graph has {list(got_in)} -> {list(got_out)}"
+            )
+        actual = session.get_providers()[0]
+        if actual != self.providers[0]:
+            if self.device == "cuda":
+                raise ManifestError(
+                    f"graph {name!r}: FIELDSERVE_DEVICE=cuda but onnxruntime fell back to "
+                    f"{actual} (CUDA libraries or device missing?)"
+                )
+            log.warning("graph %r asked for %s and got %s", name, self.providers[0], actual)
+        return Graph(name, session, got_in, got_out, actual)
+
+
+async def run_blocking(fn: Callable[..., T], *args: Any) -> T:
+    """Run inference in anyio's worker threads: session.run releases the GIL but blocks."""
+    return await anyio.to_thread.run_sync(fn, *args)

@@ -1,0 +1,255 @@
+"""Request and response bodies.
+
+Small structures are validated by pydantic. Big arrays (receiver lists, time lists) are
+checked and converted by numpy in one pass instead (`FloatArray`): pydantic would validate
+each float as a Python object and then numpy would convert the list again.
+
+Union branches are tagged with names starting with '#' so app.errors can drop them from the
+locations it reports: clients see `receivers.grid.nx`, not pydantic's branch names.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainValidator,
+    StrictInt,
+    Tag,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
+
+from app.errors import BadRequestError, invalid_input
+
+# strict: "1.5" and true are not numbers; ints are.
+FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Count = Annotated[StrictInt, Field(ge=1)]
+
+
+def _float_array(ndim: int) -> PlainValidator:
+    def validate(value: Any) -> NDArray[np.float64]:
+        what = "a non-empty list of numbers" if ndim == 1 else "a non-empty list of points"
+        if not isinstance(value, list) or not value:
+            raise PydanticCustomError("array_type", f"must be {what}")
+        try:
+            raw = np.asarray(value)
+        except (ValueError, TypeError, OverflowError):
+            ragged = "must be a flat list" if ndim == 1 else "points differ in length"
+            raise PydanticCustomError("array_shape", ragged) from None
+        if raw.ndim != ndim or raw.size == 0:
+            raise PydanticCustomError("array_shape", f"must be {what}")
+        # Kind 'b' (booleans), 'U' (strings) and 'O' (ragged or mixed) are not coordinates.
+        if raw.dtype.kind not in "iuf":
+            raise PydanticCustomError("array_type", "must hold numbers only")
+        arr = raw.astype(np.float64, copy=False)
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            index = "".join(f"[{int(i)}]" for i in np.argwhere(bad)[0])
+            raise PydanticCustomError("finite_number", f"element {index} is not a finite number")
+        return arr
+
+    return PlainValidator(validate)
+
+
+def _array_schema(ndim: int) -> WithJsonSchema:
+    schema: dict[str, Any] = {"type": "number"}
+    for _ in range(ndim):
+        schema = {"type": "array", "items": schema, "minItems": 1}
+    return WithJsonSchema(schema)
+
+
+PointArray = Annotated[NDArray[np.float64], _float_array(2), _array_schema(2)]
+ValueArray = Annotated[NDArray[np.float64], _float_array(1), _array_schema(1)]
+
+
+class _Strict(BaseModel):
+    # A misspelt key ("reciever") must fail loudly, not fall back to a default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GridCounts(_Strict):
+    nx: Count
+    ny: Count
+    nz: Count | None = None
+
+
+class ReceiverGrid(_Strict):
+    """Cell centres of an nx x ny (x nz) partition of the room's bounding box."""
+
+    grid: GridCounts
+
+
+class TimeRange(_Strict):
+    """`num` evenly spaced times from start to stop inclusive, seconds."""
+
+    start: FiniteFloat
+    stop: FiniteFloat
+    num: Count
+
+
+def _kind(object_tag: str, list_tag: str) -> Any:
+    def tag(value: Any) -> str | None:
+        if isinstance(value, dict):
+            return object_tag
+        if isinstance(value, list):
+            return list_tag
+        return None
+
+    return tag
+
+
+class AcousticRequest(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    source: list[FiniteFloat] = Field(min_length=1, description="Source position, m.")
+    receivers: Annotated[
+        Annotated[ReceiverGrid, Tag("#grid")] | Annotated[PointArray, Tag("#points")],
+        Discriminator(
+            _kind("#grid", "#points"),
+            custom_error_type="receivers_type",
+            custom_error_message='must be a list of points or {"grid": {"nx": .., "ny": ..}}',
+        ),
+    ] = Field(description="Receiver positions, m, or a grid over the room.")
+    times: Annotated[
+        Annotated[TimeRange, Tag("#range")] | Annotated[ValueArray, Tag("#list")],
+        Discriminator(
+            _kind("#range", "#list"),
+            custom_error_type="times_type",
+            custom_error_message='must be a list of times or {"start": .., "stop": .., "num": ..}',
+        ),
+    ] = Field(description="Times, s.")
+
+
+class WarningBody(BaseModel):
+    field: str
+    code: str
+    message: str
+
+
+class GridBody(BaseModel):
+    counts: list[int]
+    lo: list[float]
+    hi: list[float]
+    index: list[int] = Field(description="Flat C-order index in the full grid of each receiver.")
+
+
+class AcousticResponse(BaseModel):
+    """For the OpenAPI page: the route writes this shape straight from numpy with orjson."""
+
+    pressure: list[list[float]] = Field(description="receivers x times, Pa")
+    times: list[float]
+    receivers: list[list[float]] | None = Field(None, description="Only when a grid was asked.")
+    grid: GridBody | None = None
+    model: str
+    version: str
+    cache: Literal["hit", "partial", "miss"]
+    warnings: list[WarningBody]
+
+
+class ErrorBody(BaseModel):
+    error: str
+    field: str | None
+    details: list[dict[str, Any]] | None = None
+
+
+class Liveness(BaseModel):
+    status: Literal["alive"] = "alive"
+
+
+class LoadedVersion(BaseModel):
+    name: str
+    version: str
+    family: str
+    task: str
+    provider: str
+
+
+class RefusedVersion(BaseModel):
+    name: str
+    version: str
+    path: str
+    reason: str
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    models: list[LoadedVersion]
+    execution_provider: str | None = Field(
+        description="Provider the loaded sessions actually run on ('mixed' if they differ)."
+    )
+    device: str
+    available_providers: list[str]
+    cache: Literal["none", "memory", "redis"]
+    refused: list[RefusedVersion]
+    loaded_at: str
+
+
+class ModelSummary(BaseModel):
+    name: str
+    version: str
+    versions: list[str]
+    family: str
+    task: str
+    description: str
+    provider: str
+    domain: dict[str, Any]
+    metrics: dict[str, Any]
+
+
+class ModelDetail(ModelSummary):
+    manifest: dict[str, Any]
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+class ReloadReport(BaseModel):
+    models: list[LoadedVersion]
+    added: list[str] = Field(description="name/version now served that were not before.")
+    removed: list[str] = Field(description="name/version no longer served.")
+    refused: list[RefusedVersion]
+
+
+_ModelT = TypeVar("_ModelT", bound=BaseModel)
+
+
+def validate_body(schema: type[_ModelT], payload: Any) -> _ModelT:
+    """Decoded JSON -> request model, or the 4xx that names the field at fault."""
+    if not isinstance(payload, dict):
+        raise BadRequestError("the request body must be a JSON object", "body")
+    try:
+        return schema.model_validate(payload)
+    except ValidationError as exc:
+        raise invalid_input(exc) from None
+
+
+def inline_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    """JSON schema with its `$defs` substituted in place, for an `openapi_extra` body.
+
+    FastAPI only registers components for models it sees as parameters; a raw-read body's
+    `$ref`s would point at nothing.
+    """
+    doc = schema.model_json_schema()
+    defs = doc.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(doc)
+    return resolved
