@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import shlex
@@ -14,7 +15,30 @@ import yaml
 
 from training.common.config import ConfigError, from_dict, load_yaml
 
-FAMILIES = {"deeponet": "acoustics"}
+# Model family -> the task package that trains it. Each package has the same modules:
+# dataset (DatasetConfig, SPLITS, generate_split), train (TrainConfig, train),
+# evaluate (evaluate_model_dir) and export (export).
+FAMILIES = {"deeponet": "acoustics", "enf2enf": "airfoils"}
+
+
+def _task_module(family: str, module: str) -> Any:
+    if family not in FAMILIES:
+        raise ConfigError(f"unknown model family {family!r}; known: {sorted(FAMILIES)}")
+    return importlib.import_module(f"training.{FAMILIES[family]}.{module}")
+
+
+def _family_of(path: str | Path) -> str:
+    """Family of an exported version (manifest) or a training run (checkpoint)."""
+    path = Path(path)
+    if (path / "manifest.json").exists():
+        return str(json.loads((path / "manifest.json").read_text())["family"])
+    if (path / "checkpoint.pt").exists():
+        import torch
+
+        return str(
+            torch.load(path / "checkpoint.pt", map_location="cpu", weights_only=False)["family"]
+        )
+    raise FileNotFoundError(f"{path} holds neither manifest.json nor checkpoint.pt")
 
 
 def _command(argv: list[str]) -> str:
@@ -41,30 +65,30 @@ def _override(cfg: dict[str, Any], item: str) -> None:
 
 
 def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
-    from training.acoustics.dataset import SPLITS, DatasetConfig, generate_split
-
     cfg = _load_config(args.config)
     if FAMILIES[cfg["family"]] != args.task:
         raise ConfigError(f"{args.config} describes a {cfg['family']} model, not {args.task}")
-    data_cfg = from_dict(DatasetConfig, cfg["dataset"], "dataset")
+    dataset = _task_module(cfg["family"], "dataset")
+    data_cfg = from_dict(dataset.DatasetConfig, cfg["dataset"], "dataset")
     out = Path(args.out or Path("data") / data_cfg.name)
-    for split in args.splits or SPLITS:
-        path = generate_split(data_cfg, out, split, device=args.device, command=_command(argv))
+    for split in args.splits or dataset.SPLITS:
+        path = dataset.generate_split(
+            data_cfg, out, split, device=args.device, command=_command(argv)
+        )
         print(f"{split}: {path}")
     return 0
 
 
 def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
-    from training.acoustics.train import TrainConfig, train
-
     cfg = _load_config(args.config)
     for item in args.set or []:
         _override(cfg, item)
     name = cfg["dataset"]["name"]
-    train_cfg = from_dict(TrainConfig, cfg.get("train", {}), "train")
+    trainer = _task_module(cfg["family"], "train")
+    train_cfg = from_dict(trainer.TrainConfig, cfg.get("train", {}), "train")
     if args.steps is not None:
         train_cfg.steps = args.steps
-    state = train(
+    state = trainer.train(
         run_dir=args.out or Path("runs") / name,
         data_dir=args.data or Path("data") / name,
         model_cfg=cfg.get("model", {}),
@@ -80,9 +104,8 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, argv: list[str]) -> int:
-    from training.acoustics.evaluate import evaluate_model_dir
-
-    metrics = evaluate_model_dir(args.model_dir, args.data, progress=not args.json)
+    evaluator = _task_module(_family_of(args.model_dir), "evaluate")
+    metrics = evaluator.evaluate_model_dir(args.model_dir, args.data, progress=not args.json)
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -92,9 +115,8 @@ def cmd_evaluate(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_export(args: argparse.Namespace, argv: list[str]) -> int:
-    from training.acoustics.export import export
-
-    path = export(
+    exporter = _task_module(_family_of(args.run), "export")
+    path = exporter.export(
         args.run,
         args.out,
         name=args.name,

@@ -168,6 +168,10 @@ def export(
     tmp.mkdir(parents=True)
     try:
         export_graphs(model, tmp)
+        # The training figures travel with the version, so a user sees how it was trained.
+        for figure in ("loss.png", "field.png"):
+            if (Path(run_dir) / figure).exists():
+                shutil.copyfile(Path(run_dir) / figure, tmp / figure)
         manifest = build_manifest(model, ckpt, name, version, command)
         for graph in manifest["graphs"].values():
             graph["sha256"] = sha256_file(tmp / graph["file"])
