@@ -1,6 +1,31 @@
 """Torch-free foundation shared by training/ and app/: rooms, grids, sampling (numpy only)."""
 
+from geometry.airfoils import (
+    BOX,
+    check_polylines,
+    encoder_points,
+    field_points,
+    inside,
+    naca4,
+    parse_naca,
+    signed_distance,
+    two_element,
+)
 from geometry.grids import grid_points, lattice_in_box
 from geometry.rooms import Box, Room
 
-__all__ = ["Box", "Room", "grid_points", "lattice_in_box"]
+__all__ = [
+    "BOX",
+    "Box",
+    "Room",
+    "check_polylines",
+    "encoder_points",
+    "field_points",
+    "grid_points",
+    "inside",
+    "lattice_in_box",
+    "naca4",
+    "parse_naca",
+    "signed_distance",
+    "two_element",
+]

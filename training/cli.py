@@ -71,6 +71,9 @@ def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
     dataset = _task_module(cfg["family"], "dataset")
     data_cfg = from_dict(dataset.DatasetConfig, cfg["dataset"], "dataset")
     out = Path(args.out or Path("data") / data_cfg.name)
+    unknown = sorted(set(args.splits or ()) - set(dataset.SPLITS))
+    if unknown:
+        raise ConfigError(f"--splits {unknown}: {args.task} has splits {list(dataset.SPLITS)}")
     for split in args.splits or dataset.SPLITS:
         path = dataset.generate_split(
             data_cfg, out, split, device=args.device, command=_command(argv)
@@ -140,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("task", choices=sorted(set(FAMILIES.values())))
     g.add_argument("--config", required=True, help="YAML config (see configs/)")
     g.add_argument("--out", help="data folder (default data/<name>)")
-    g.add_argument("--splits", nargs="+", choices=["train", "val", "test"])
+    g.add_argument("--splits", nargs="+", help="which splits to make (default: all)")
     g.add_argument("--device", default="cpu", help="torch device for the solver (cpu, cuda)")
     g.set_defaults(fn=cmd_generate)
 
