@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: serve test lint typecheck install-serve install-dev models clean
+.PHONY: serve test lint typecheck install-serve install-dev redis-server models clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,11 @@ install-dev: $(VENV)/bin/activate
 serve: install-serve
 	$(PY) -m app
 
-test: install-dev
+# The cache tests run against a real redis-server (Debian's package).
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq redis-server)
+
+test: install-dev redis-server
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(PY) -m pytest -q

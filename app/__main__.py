@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import logging
-
 import uvicorn
 
+from app.logs import configure_logging
 from app.main import create_app
 from app.settings import Settings
 
 
 def main() -> None:
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        log_config=None,  # keep the logging configured above (JSON lines, request ids)
+        access_log=False,  # app.access writes one line per request, with its id
     )
 
 

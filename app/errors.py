@@ -54,12 +54,36 @@ class InvalidInputError(FieldserveError):
     status_code = 422
 
 
+class UnauthorizedError(FieldserveError):
+    """No key, or a key that is not one of the configured ones."""
+
+    status_code = 401
+
+
+class ForbiddenError(FieldserveError):
+    """A valid key without the right to this route (an API key on an admin route)."""
+
+    status_code = 403
+
+
 class NotFoundError(FieldserveError):
     status_code = 404
 
 
+class NotAcceptableError(FieldserveError):
+    """The Accept header names no format the route can answer in."""
+
+    status_code = 406
+
+
 class PayloadTooLargeError(FieldserveError):
     status_code = 413
+
+
+class UnsupportedMediaTypeError(FieldserveError):
+    """A Content-Encoding the service cannot decode."""
+
+    status_code = 415
 
 
 class ManifestError(Exception):

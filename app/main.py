@@ -7,27 +7,38 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app.access import AccessMiddleware
+from app.auth import AuthMiddleware
 from app.body_limit import BodyLimitMiddleware
+from app.cache import build_cache
 from app.codecs import OrjsonResponse
 from app.errors import install_error_handlers
+from app.metrics import Metrics
 from app.repository import ModelRepository
-from app.routers import admin, health, models
+from app.routers import admin, health, metrics, models, v2
 from app.runtime import Runtime
 from app.settings import Settings
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    # The lifespan owns the sessions: they exist only while the app serves.
+    # The lifespan owns the sessions and the cache (and so the Redis pool): they exist only
+    # while the app serves.
     settings: Settings = app.state.settings
-    runtime = Runtime(settings.device, settings.intra_op_threads)
+    meters: Metrics = app.state.metrics
+    runtime = Runtime(settings.device, settings.intra_op_threads, meters.graph_observer)
     repository = ModelRepository(settings.model_dir, runtime)
+    cache = build_cache(settings, meters)
+    await cache.backend.check()  # logs whether Redis answers; never fatal
     await repository.reload()
+    meters.watch(lambda: repository.snapshot, cache.status)
     app.state.repository = repository
+    app.state.cache = cache
     try:
         yield
     finally:
-        del app.state.repository
+        del app.state.repository, app.state.cache
+        await cache.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -39,8 +50,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_response_class=OrjsonResponse,
     )
     app.state.settings = settings
+    app.state.metrics = Metrics()
+    # Added innermost first: a request meets the access log (request id, metrics), then the
+    # key check, then the body limit, then the routes.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AuthMiddleware, api_keys=settings.api_keys, admin_keys=settings.admin_keys)
+    app.add_middleware(AccessMiddleware, metrics=app.state.metrics)
     install_error_handlers(app)
-    for module in (health, models, admin):
+    for module in (health, models, admin, v2, metrics):
         app.include_router(module.router)
     return app

@@ -24,7 +24,7 @@ import anyio.to_thread
 from app.errors import ManifestError, NotFoundError
 from app.families import Predictor, build_predictor
 from app.manifest import Manifest, parse_manifest
-from app.runtime import Graph, Runtime
+from app.runtime import Graph, GraphIdent, Runtime
 
 log = logging.getLogger("fieldserve.repository")
 
@@ -143,7 +143,7 @@ def load_version(
         return previous
     graphs = {
         graph: runtime.load(
-            f"{name}/{version}/{graph}",
+            GraphIdent(name, str(version), graph, spec.sha256.lower()),
             blobs[graph],
             [t.name for t in spec.inputs],
             [t.name for t in spec.outputs],

@@ -8,6 +8,7 @@ session's `get_providers()` is read back and that is what the service reports.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -47,6 +48,24 @@ def select_providers(device: Device, available: Sequence[str]) -> tuple[str, ...
 
 
 @dataclass(frozen=True)
+class GraphIdent:
+    """Which graph of which model version; sha256 is the verified hash of its file."""
+
+    model: str
+    version: str
+    graph: str
+    sha256: str = ""
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.model, self.version, self.graph) if p)
+
+
+Observer = Callable[[float], None]
+# Given (model, version, graph), what to call with each session.run's duration in seconds.
+ObserverFactory = Callable[[str, str, str], Observer]
+
+
+@dataclass(frozen=True)
 class Graph:
     """One verified ONNX graph and its session. Its methods block: call them from a worker
     thread (see `run_blocking`), never on the event loop."""
@@ -56,9 +75,15 @@ class Graph:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     provider: str
+    ident: GraphIdent
+    observe: Observer | None = None
 
     def run(self, feeds: Mapping[str, NDArray[Any]]) -> list[NDArray[Any]]:
-        return [np.asarray(a) for a in self.session.run(list(self.outputs), dict(feeds))]
+        start = time.perf_counter()
+        out = [np.asarray(a) for a in self.session.run(list(self.outputs), dict(feeds))]
+        if self.observe is not None:
+            self.observe(time.perf_counter() - start)
+        return out
 
     def run_one(self, x: NDArray[Any]) -> NDArray[Any]:
         """The common case of the factored graphs: one input tensor, one output tensor."""
@@ -68,9 +93,15 @@ class Graph:
 class Runtime:
     """Creates sessions for one device setting; shared by every model version it loads."""
 
-    def __init__(self, device: Device = "auto", intra_op_threads: int = 0) -> None:
+    def __init__(
+        self,
+        device: Device = "auto",
+        intra_op_threads: int = 0,
+        observers: ObserverFactory | None = None,
+    ) -> None:
         self.device = device
         self.intra_op_threads = intra_op_threads
+        self.observers = observers
         self.available = tuple(ort.get_available_providers())
         try:
             self.providers: tuple[str, ...] = select_providers(device, self.available)
@@ -92,8 +123,13 @@ class Runtime:
         opts.log_severity_level = 3
         return opts
 
-    def load(self, name: str, model: bytes, inputs: Sequence[str], outputs: Sequence[str]) -> Graph:
+    def load(
+        self, ident: GraphIdent | str, model: bytes, inputs: Sequence[str], outputs: Sequence[str]
+    ) -> Graph:
         """Session from verified graph bytes; raises ManifestError with a readable reason."""
+        if isinstance(ident, str):
+            ident = GraphIdent("", "", ident)
+        name = str(ident)
         if self.unavailable:
             raise ManifestError(self.unavailable)
         try:
@@ -115,7 +151,10 @@ class Runtime:
                     f"{actual} (CUDA libraries or device missing?)"
                 )
             log.warning("graph %r asked for %s and got %s", name, self.providers[0], actual)
-        return Graph(name, session, got_in, got_out, actual)
+        observe = (
+            self.observers(ident.model, ident.version, ident.graph) if self.observers else None
+        )
+        return Graph(name, session, got_in, got_out, actual, ident, observe)
 
 
 async def run_blocking(fn: Callable[..., T], *args: Any) -> T:

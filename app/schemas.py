@@ -179,6 +179,17 @@ class RefusedVersion(BaseModel):
     reason: str
 
 
+class CacheHealth(BaseModel):
+    backend: Literal["memory", "redis"]
+    status: Literal["up", "down"] = Field(
+        description="down: Redis unreachable; answers are computed without it until it is back."
+    )
+    details: dict[str, Any] = Field(
+        description="memory: entries, bytes, max_bytes, evictions; redis: url (no password), "
+        "failures, last_error, retry_in_s."
+    )
+
+
 class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
     models: list[LoadedVersion]
@@ -187,7 +198,7 @@ class Readiness(BaseModel):
     )
     device: str
     available_providers: list[str]
-    cache: Literal["none", "memory", "redis"]
+    cache: CacheHealth
     refused: list[RefusedVersion]
     loaded_at: str
 

@@ -170,7 +170,8 @@ def test_model_listing_and_health(
     ready = client.get("/health/ready")
     assert ready.status_code == 200
     body = ready.json()
-    assert body["status"] == "ready" and body["cache"] == "none" and body["refused"] == []
+    assert body["status"] == "ready" and body["refused"] == []
+    assert body["cache"]["backend"] == "memory" and body["cache"]["status"] == "up"
     assert body["execution_provider"] == "CPUExecutionProvider"
     assert body["models"] == [
         {

@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from app.errors import ManifestError
-from app.families.base import Family, Limits, Notice, Prediction, Predictor
+from app.families.base import (
+    Family,
+    Inference,
+    Limits,
+    Notice,
+    PredictContext,
+    Prediction,
+    Predictor,
+    Signature,
+)
 from app.families.deeponet import AcousticDeepONet
 from app.manifest import Manifest
 from app.runtime import Graph
@@ -29,4 +38,15 @@ def build_predictor(manifest: Manifest, graphs: Mapping[str, Graph]) -> Predicto
     return loader(manifest, graphs)
 
 
-__all__ = ["FAMILIES", "Family", "Limits", "Notice", "Prediction", "Predictor", "build_predictor"]
+__all__ = [
+    "FAMILIES",
+    "Family",
+    "Inference",
+    "Limits",
+    "Notice",
+    "PredictContext",
+    "Prediction",
+    "Predictor",
+    "Signature",
+    "build_predictor",
+]

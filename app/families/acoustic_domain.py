@@ -95,24 +95,58 @@ class AcousticDomain:
             )
         return notices
 
-    def check_receivers(self, receivers: NDArray[np.float64]) -> None:
+    def check_sources(self, sources: NDArray[np.float64], field: str) -> list[Notice]:
+        """Many sources at once (the tensor interface): same policy, one notice per kind."""
+        distance = self.room.wall_distance(sources)
+        bad = distance <= 0.0
+        if bad.any():
+            first = int(np.argmax(bad))
+            raise InvalidInputError(
+                f"{int(bad.sum())} source(s) are inside a wall or outside the room, the first "
+                f"{field}[{first}] = {_fmt(sources[first])}",
+                field,
+            )
+        notices = []
+        outside = ~self.source_region.contains(sources)
+        if outside.any():
+            notices.append(
+                Notice(
+                    field,
+                    "source_outside_trained_region",
+                    f"{int(outside.sum())} of {len(sources)} sources lie outside the trained "
+                    "source region; the prediction is an extrapolation there",
+                )
+            )
+        near = distance < self.wall_margin
+        if near.any():
+            notices.append(
+                Notice(
+                    field,
+                    "source_near_wall",
+                    f"{int(near.sum())} of {len(sources)} sources are closer to a wall than the "
+                    f"trained margin {self.wall_margin:g} m; the prediction may be inaccurate",
+                )
+            )
+        return notices
+
+    def check_receivers(self, receivers: NDArray[np.float64], field: str = "receivers") -> None:
         bad = ~self.room.is_air(receivers)
         if bad.any():
             first = int(np.argmax(bad))
             raise InvalidInputError(
                 f"{int(bad.sum())} receiver(s) are inside a wall or outside the room, the first "
-                f"receivers[{first}] = {_fmt(receivers[first])}",
-                "receivers",
+                f"{field}[{first}] = {_fmt(receivers[first])}",
+                field,
             )
 
-    def check_times(self, times: NDArray[np.float64]) -> list[Notice]:
+    def check_times(self, times: NDArray[np.float64], field: str = "times") -> list[Notice]:
         t0, t1 = self.time_window
         outside = (times < t0) | (times > t1)
         if not outside.any():
             return []
         return [
             Notice(
-                "times",
+                field,
                 "times_outside_trained_window",
                 f"{int(outside.sum())} of {times.size} times lie outside the trained window "
                 f"[{t0:g}, {t1:g}] s; the prediction is an extrapolation there",

@@ -11,9 +11,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from app.manifest import Manifest
+from numpy.typing import NDArray
+
+from app.cache.factors import FactorCache
+from app.manifest import Manifest, TensorSpec
 from app.runtime import Graph
 
+# hit: the whole answer came from the cache (or from an identical request in flight);
+# partial: at least one factor was reused and the rest computed; miss: all computed.
 CacheState = Literal["hit", "partial", "miss"]
 
 
@@ -22,6 +27,14 @@ class Limits:
     """Per-request limits from the settings, passed in so predictors stay settings-free."""
 
     max_points: int
+
+
+@dataclass(frozen=True)
+class PredictContext:
+    """What a request hands a predictor besides its body: limits and the factor cache."""
+
+    limits: Limits
+    factors: FactorCache
 
 
 @dataclass(frozen=True)
@@ -42,12 +55,42 @@ class Prediction:
     cache: CacheState = "miss"
 
 
+@dataclass(frozen=True)
+class Inference:
+    """Tensors out of a tensor-level (Open Inference Protocol) call."""
+
+    outputs: Mapping[str, NDArray[Any]]
+    cache: CacheState = "miss"
+    warnings: tuple[Notice, ...] = ()
+
+
+@dataclass(frozen=True)
+class Signature:
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+
 class Predictor(Protocol):
-    async def predict(self, payload: Any, limits: Limits) -> Prediction:
+    async def predict(self, payload: Any, ctx: PredictContext) -> Prediction:
         """Validate the decoded JSON body, run the graphs off the event loop, compose.
 
         Raises app.errors.FieldserveError subclasses for anything wrong with the request.
         """
+        ...
+
+    @property
+    def signature(self) -> Signature:
+        """Tensors of the end-to-end model (the V2 model named like the model itself)."""
+        ...
+
+    async def infer(self, inputs: Mapping[str, NDArray[Any]], ctx: PredictContext) -> Inference:
+        """End-to-end from tensors that already match `signature` (names, dtypes, ranks)."""
+        ...
+
+    async def infer_graph(
+        self, graph: str, inputs: Mapping[str, NDArray[Any]], ctx: PredictContext
+    ) -> Inference:
+        """One graph alone (the V2 model `<model>.<graph>`), through the factor cache."""
         ...
 
 

@@ -4,9 +4,11 @@
     basis        = trunk([x, y(, z), t])     (N, p+1)
     pressure[n]  = basis[n] . coefficients   (manifest "compose")
 
-The two factors are separate steps (`coefficients`, `pressure`) so that a cache can sit on
-either: the branch output depends on the source only, the trunk output on the space-time
-points only.
+Each factor goes through the factor cache on its own: the branch output depends on the
+source only, the trunk output on the space-time points only, so a moved source with the same
+receivers reuses the trunk ("partial"). The same factors serve the domain route and the Open
+Inference Protocol models (`<name>` end to end, `<name>.branch`, `<name>.trunk`), so they share
+cache entries.
 """
 
 from __future__ import annotations
@@ -20,21 +22,37 @@ from numpy.typing import NDArray
 
 from app.errors import InvalidInputError, ManifestError
 from app.families.acoustic_domain import AcousticDomain, GridPoints
-from app.families.base import Limits, Notice, Prediction
-from app.manifest import Manifest
+from app.families.base import (
+    CacheState,
+    Inference,
+    Limits,
+    Notice,
+    PredictContext,
+    Prediction,
+    Signature,
+)
+from app.manifest import Manifest, TensorSpec
 from app.runtime import Graph, run_blocking
 from app.schemas import AcousticRequest, ReceiverGrid, TimeRange, validate_body
 
 # Trunk rows per session.run: bounds the (rows, p+1) basis held at once (~8 MiB for p=64)
 # while keeping each call long enough that the per-call overhead does not matter.
 TRUNK_CHUNK = 32_768
+# Below this many multiply-adds the composition runs on the event loop (a thread hop costs more).
+_INLINE_COMPOSE = 1 << 18
+
+F32 = NDArray[np.float32]
 
 
 class AcousticDeepONet:
-    def __init__(self, branch: Graph, trunk: Graph, domain: AcousticDomain) -> None:
+    def __init__(
+        self, branch: Graph, trunk: Graph, domain: AcousticDomain, signature: Signature, width: int
+    ) -> None:
         self.branch = branch
         self.trunk = trunk
         self.domain = domain
+        self._signature = signature
+        self.width = width  # p + 1: columns of the basis and of the coefficients
 
     @classmethod
     def load(cls, manifest: Manifest, graphs: Mapping[str, Graph]) -> AcousticDeepONet:
@@ -44,16 +62,32 @@ class AcousticDeepONet:
                 f"a DeepONet needs graphs 'branch' and 'trunk'; missing {sorted(missing)}"
             )
         domain = AcousticDomain.from_manifest(manifest.domain)
-        branch_in = manifest.graphs["branch"].inputs[0].shape
-        trunk_in = manifest.graphs["trunk"].inputs[0].shape
+        branch, trunk = manifest.graphs["branch"], manifest.graphs["trunk"]
+        branch_in, trunk_in = branch.inputs[0].shape, trunk.inputs[0].shape
         if branch_in[-1:] != (domain.dim,) or trunk_in[-1:] != (domain.dim + 1,):
             raise ManifestError(
                 f"graph inputs do not fit a {domain.dim}-D domain: branch {list(branch_in)}, "
                 f"trunk {list(trunk_in)} (expected [-1, {domain.dim}] and [-1, {domain.dim + 1}])"
             )
-        return cls(graphs["branch"], graphs["trunk"], domain)
+        width = branch.outputs[0].shape[-1]
+        one_input = len(branch.inputs) == 1 and len(trunk.inputs) == 1
+        if not one_input or width < 1 or trunk.outputs[0].shape[-1] != width:
+            raise ManifestError(
+                "a DeepONet's branch and trunk take one input each and give outputs of one fixed "
+                f"width; the manifest says branch -> {list(branch.outputs[0].shape)}, "
+                f"trunk -> {list(trunk.outputs[0].shape)}"
+            )
+        signature = Signature(
+            inputs=(branch.inputs[0], trunk.inputs[0]), outputs=(_pressure_spec(manifest),)
+        )
+        return cls(graphs["branch"], graphs["trunk"], domain, signature, width)
 
-    async def predict(self, payload: Any, limits: Limits) -> Prediction:
+    @property
+    def signature(self) -> Signature:
+        return self._signature
+
+    async def predict(self, payload: Any, ctx: PredictContext) -> Prediction:
+        limits = ctx.limits
         request = validate_body(AcousticRequest, payload)
         source = self._source(request.source)
         notices: list[Notice] = self.domain.check_source(source)
@@ -68,8 +102,12 @@ class AcousticDeepONet:
             )
         notices += self.domain.check_times(times)
 
-        pressure = await run_blocking(self.field, source, receivers, times)
-        fields: dict[str, Any] = {"pressure": pressure, "times": times}
+        points = space_time_points(receivers, times)
+        pressure, cache = await self._field(source[None, :].astype(np.float32), points, ctx)
+        fields: dict[str, Any] = {
+            "pressure": pressure[0].reshape(receivers.shape[0], times.size),
+            "times": times,
+        }
         if grid is not None:
             fields["receivers"] = grid.points
             fields["grid"] = {
@@ -78,7 +116,38 @@ class AcousticDeepONet:
                 "hi": grid.hi,
                 "index": grid.index,
             }
-        return Prediction(fields, tuple(notices))
+        return Prediction(fields, tuple(notices), cache)
+
+    async def infer(self, inputs: Mapping[str, NDArray[Any]], ctx: PredictContext) -> Inference:
+        """sources (B, dim) and space-time points (N, dim + 1) -> pressure (B, N)."""
+        source_spec, points_spec = self._signature.inputs
+        sources, points = inputs[source_spec.name], inputs[points_spec.name]
+        n_out = sources.shape[0] * points.shape[0]
+        if n_out > ctx.limits.max_points:
+            raise InvalidInputError(
+                f"{sources.shape[0]} sources x {points.shape[0]} points = {n_out} values, more "
+                f"than the limit of {ctx.limits.max_points}",
+                points_spec.name,
+            )
+        dim = self.domain.dim
+        notices = self.domain.check_sources(sources.astype(np.float64), source_spec.name)
+        self.domain.check_receivers(points[:, :dim].astype(np.float64), points_spec.name)
+        notices += self.domain.check_times(points[:, dim].astype(np.float64), points_spec.name)
+        pressure, cache = await self._field(sources, points, ctx)
+        return Inference({self._signature.outputs[0].name: pressure}, cache, tuple(notices))
+
+    async def infer_graph(
+        self, graph: str, inputs: Mapping[str, NDArray[Any]], ctx: PredictContext
+    ) -> Inference:
+        if graph == "branch":
+            coefficients, reused = await self._coefficients(inputs[self.branch.inputs[0]], ctx)
+            return Inference({self.branch.outputs[0]: coefficients}, "hit" if reused else "miss")
+        points = inputs[self.trunk.inputs[0]]
+        name = self.trunk.outputs[0]
+        if not ctx.factors.fits(points.shape[0] * self.width * 4):
+            return Inference({name: await run_blocking(self.basis, points)})
+        basis, reused = await self._basis(points, ctx)
+        return Inference({name: basis}, "hit" if reused else "miss")
 
     # -- request -> arrays ------------------------------------------------------------------
 
@@ -149,35 +218,86 @@ class AcousticDeepONet:
             raise InvalidInputError("times must lie within the float32 range", "times")
         return times
 
+    # -- factors (cached) and their composition ----------------------------------------------
+
+    async def _coefficients(self, sources: F32, ctx: PredictContext) -> tuple[F32, bool]:
+        name = self.branch.outputs[0]
+        out, reused = await ctx.factors.get(
+            "branch",
+            self.branch.ident.sha256,
+            [sources],
+            lambda: {name: self.branch.run_one(sources)},
+        )
+        return out[name], reused
+
+    async def _basis(self, points: F32, ctx: PredictContext) -> tuple[F32, bool]:
+        out, reused = await ctx.factors.get(
+            "trunk", self.trunk.ident.sha256, [points], lambda: {"basis": self.basis(points)}
+        )
+        return out["basis"], reused
+
+    async def _field(
+        self, sources: F32, points: F32, ctx: PredictContext
+    ) -> tuple[F32, CacheState]:
+        """(B, N) pressure, Pa, and whether a factor was reused."""
+        coefficients, branch_reused = await self._coefficients(sources, ctx)
+        if not ctx.factors.fits(points.shape[0] * self.width * 4):
+            # A basis too big to cache is never held whole: streamed through the trunk.
+            pressure = await run_blocking(self.streamed, coefficients, points)
+            return pressure, "partial" if branch_reused else "miss"
+        basis, trunk_reused = await self._basis(points, ctx)
+        if basis.size * len(coefficients) <= _INLINE_COMPOSE:
+            pressure = compose(basis, coefficients)
+        else:
+            pressure = await run_blocking(compose, basis, coefficients)
+        return pressure, "partial" if branch_reused or trunk_reused else "miss"
+
     # -- inference (blocking: runs in a worker thread) ---------------------------------------
 
-    def coefficients(self, source: NDArray[np.float64]) -> NDArray[np.float32]:
-        """Branch factor for one source: (p+1,), Pa."""
-        return self.branch.run_one(source[None, :].astype(np.float32))[0]
-
-    def pressure(
-        self,
-        coefficients: NDArray[np.float32],
-        receivers: NDArray[np.float64],
-        times: NDArray[np.float64],
-    ) -> NDArray[np.float32]:
-        """(receivers, times) pressure, Pa, with the trunk evaluated chunk by chunk."""
-        n_rec, n_t, dim = receivers.shape[0], times.size, self.domain.dim
-        # Receiver-major rows so the result reshapes straight to (receivers, times).
-        points = np.empty((n_rec, n_t, dim + 1), dtype=np.float32)
-        points[..., :dim] = receivers[:, None, :]
-        points[..., dim] = times[None, :]
-        flat = points.reshape(-1, dim + 1)
-        out = np.empty(flat.shape[0], dtype=np.float32)
-        for start in range(0, flat.shape[0], TRUNK_CHUNK):
+    def basis(self, points: F32) -> F32:
+        """Trunk factor (N, p+1), evaluated chunk by chunk to bound onnxruntime's memory."""
+        if points.shape[0] <= TRUNK_CHUNK:
+            return self.trunk.run_one(points)
+        out = np.empty((points.shape[0], self.width), dtype=np.float32)
+        for start in range(0, points.shape[0], TRUNK_CHUNK):
             rows = slice(start, start + TRUNK_CHUNK)
-            out[rows] = self.trunk.run_one(flat[rows]) @ coefficients
-        return out.reshape(n_rec, n_t)
+            out[rows] = self.trunk.run_one(points[rows])
+        return out
 
-    def field(
-        self,
-        source: NDArray[np.float64],
-        receivers: NDArray[np.float64],
-        times: NDArray[np.float64],
-    ) -> NDArray[np.float32]:
-        return self.pressure(self.coefficients(source), receivers, times)
+    def streamed(self, coefficients: F32, points: F32) -> F32:
+        """(B, N) pressure without ever holding the whole basis."""
+        out = np.empty((len(coefficients), points.shape[0]), dtype=np.float32)
+        for start in range(0, points.shape[0], TRUNK_CHUNK):
+            rows = slice(start, start + TRUNK_CHUNK)
+            out[:, rows] = compose(self.trunk.run_one(points[rows]), coefficients)
+        return out
+
+
+def compose(basis: F32, coefficients: F32) -> F32:
+    """pressure[b, n] = basis[n] . coefficients[b]: one matrix-vector product per source, so a
+    row's value does not depend on how many sources or points came with it."""
+    out = np.empty((len(coefficients), basis.shape[0]), dtype=np.float32)
+    for b, c in enumerate(coefficients):
+        out[b] = basis @ c
+    return out
+
+
+def space_time_points(receivers: NDArray[np.float64], times: NDArray[np.float64]) -> F32:
+    """Receiver-major rows [x, y(, z), t], so a (receivers, times) field is a reshape away."""
+    n_rec, n_t, dim = receivers.shape[0], times.size, receivers.shape[1]
+    points = np.empty((n_rec, n_t, dim + 1), dtype=np.float32)
+    points[..., :dim] = receivers[:, None, :]
+    points[..., dim] = times[None, :]
+    return points.reshape(-1, dim + 1)
+
+
+def _pressure_spec(manifest: Manifest) -> TensorSpec:
+    """The manifest's end-to-end output ("outputs": [{"name": "pressure", ...}]) if it has one."""
+    extra = manifest.model_extra or {}
+    declared = extra.get("outputs")
+    if isinstance(declared, list) and declared and isinstance(declared[0], dict):
+        try:
+            return TensorSpec.model_validate(declared[0])
+        except ValueError:
+            pass
+    return TensorSpec(name="pressure", dtype="float32", shape=(-1, -1))

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.codecs import JsonDecodeError, OrjsonResponse, decode_json
-from app.deps import LimitsDep, SnapshotDep
+from app.bundle import MEDIA_TYPE
+from app.cache import Cache
+from app.cache.responses import cached_prediction
+from app.codecs import JsonDecodeError, decode_json
+from app.deps import CacheDep, LimitsDep, SnapshotDep, predict_context
 from app.errors import BadRequestError
-from app.families import Limits
+from app.families import Limits, Prediction
+from app.render import negotiate, render
 from app.repository import ModelVersion
 from app.schemas import (
     AcousticRequest,
@@ -30,13 +33,21 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     for code, text in [
         (400, "Body is not a JSON object."),
         (404, "Unknown model or version."),
+        (406, "Accept names no format the route answers in."),
         (413, "Body over MAX_BODY_BYTES."),
         (422, "A field is invalid."),
     ]
 }
 # The body is read raw (see _predict), so its schema is declared here for the OpenAPI page.
 _PREDICT_DOC: dict[str, Any] = {
-    "responses": {200: {"model": AcousticResponse}, **_ERRORS},
+    "responses": {
+        200: {
+            "model": AcousticResponse,
+            "content": {MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+            "description": f"JSON, or with `Accept: {MEDIA_TYPE}` the binary bundle (README).",
+        },
+        **_ERRORS,
+    },
     "openapi_extra": {
         "requestBody": {
             "required": True,
@@ -59,34 +70,41 @@ async def get_model(name: str, snapshot: SnapshotDep) -> ModelDetail:
 
 @router.post("/{name}/predict", response_model=None, **_PREDICT_DOC)
 async def predict_latest(
-    name: str, request: Request, snapshot: SnapshotDep, limits: LimitsDep
+    name: str, request: Request, snapshot: SnapshotDep, limits: LimitsDep, cache: CacheDep
 ) -> Response:
     """Predict with the latest version of the model."""
-    return await _predict(snapshot.get(name), request, limits)
+    return await _predict(snapshot.get(name), request, limits, cache)
 
 
 @router.post("/{name}/versions/{version}/predict", response_model=None, **_PREDICT_DOC)
 async def predict_version(
-    name: str, version: str, request: Request, snapshot: SnapshotDep, limits: LimitsDep
+    name: str,
+    version: str,
+    request: Request,
+    snapshot: SnapshotDep,
+    limits: LimitsDep,
+    cache: CacheDep,
 ) -> Response:
     """Predict with one pinned version."""
-    return await _predict(snapshot.get(name, version), request, limits)
+    return await _predict(snapshot.get(name, version), request, limits, cache)
 
 
-async def _predict(model: ModelVersion, request: Request, limits: Limits) -> Response:
-    # Read raw rather than as a pydantic body parameter: which schema applies depends on the
-    # model's family, and big arrays go to numpy without a per-float pydantic pass.
-    try:
-        payload = decode_json(await request.body())
-    except JsonDecodeError as exc:
-        raise BadRequestError(f"the request body is not valid JSON: {exc}", "body") from None
-    prediction = await model.predictor.predict(payload, limits)
-    return OrjsonResponse(
-        {
-            **prediction.fields,
-            "model": model.name,
-            "version": str(model.version),
-            "cache": prediction.cache,
-            "warnings": [asdict(n) for n in prediction.warnings],
-        }
-    )
+async def _predict(model: ModelVersion, request: Request, limits: Limits, cache: Cache) -> Response:
+    fmt = negotiate(request.headers.get("accept"))  # before any work: a 406 costs nothing
+    body = await request.body()
+
+    async def compute() -> Prediction:
+        # Read raw rather than as a pydantic body parameter: which schema applies depends on
+        # the model's family, and big arrays go to numpy without a per-float pydantic pass.
+        try:
+            payload = decode_json(body)
+        except JsonDecodeError as exc:
+            raise BadRequestError(f"the request body is not valid JSON: {exc}", "body") from None
+        return await model.predictor.predict(payload, predict_context(model, limits, cache))
+
+    version = str(model.version)
+    # The whole answer is cached under the body's hash; the salt holds what else it depends on.
+    salt = f"{model.fingerprint}:{limits.max_points}"
+    prediction = await cached_prediction(cache, model.name, version, salt, body, compute)
+    request.state.cache = prediction.cache
+    return render(prediction, {"model": model.name, "version": version}, fmt)
