@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from training.common.config import ConfigError, from_dict, load_yaml
+from training.common.launch import is_main_process
 
 # Model family -> the task package that trains it. Each package has the same modules:
 # dataset (DatasetConfig, SPLITS, generate_split), train (TrainConfig, train),
@@ -101,8 +102,9 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
         fresh=args.fresh,
         command=_command(argv),
     )
-    last = state.history[-1] if state.history else {}
-    print(json.dumps({"step": state.step, **last}))
+    if is_main_process():  # under torchrun, rank 0 holds the history and speaks for the run
+        last = state.history[-1] if state.history else {}
+        print(json.dumps({"step": state.step, **last}))
     return 0
 
 
@@ -128,6 +130,14 @@ def cmd_export(args: argparse.Namespace, argv: list[str]) -> int:
         command=_command(argv),
     )
     print(path)
+    return 0
+
+
+def cmd_export_triton(args: argparse.Namespace, argv: list[str]) -> int:
+    from training.triton import export_triton
+
+    written = export_triton(args.model, args.out)
+    print(json.dumps(written, indent=1))
     return 0
 
 
@@ -176,12 +186,22 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--version", help="version (default: next integer)")
     x.add_argument("--data", help="data folder for the evaluation (default data/<name>)")
     x.set_defaults(fn=cmd_export)
+
+    tr = sub.add_parser(
+        "export-triton",
+        help="write an NVIDIA Triton model repository for an exported version (no torch)",
+    )
+    tr.add_argument("--model", required=True, help="an exported version: models/<name>/<v>")
+    tr.add_argument("--out", required=True, help="Triton model repository root (made if missing)")
+    tr.set_defaults(fn=cmd_export_triton)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if args.command != "train" and not is_main_process():
+        return 0  # under torchrun only training is data-parallel; rank 0 does anything else
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -4,6 +4,12 @@ A step draws `batch_sources` sources and `batch_points` space-time points shared
 them (the cartesian DeepONet batch): the trunk runs once per point, the branch once per
 source, and every (source, point) pair is a target. That is the paper's 64 sources x 1,000
 points at a fraction of the cost of evaluating the trunk per pair.
+
+Under `torchrun --nproc_per_node N` the model is wrapped in DistributedDataParallel (gloo on
+CPU, NCCL on GPU). Every rank draws the same global batch from the same generator and keeps
+its share of the batch's sources (all ranks see the batch's points); the loss is the mean over
+the global batch, so N processes follow the single-process trajectory and a run may resume
+with another N. Only rank 0 validates and writes the checkpoint, history and plots.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from training.acoustics.dataset import AcousticSplit, load_split
 from training.acoustics.evaluate import predict, rel_l2_per_source
 from training.acoustics.model import DeepONet, DeepONetConfig
 from training.common.config import from_dict, to_dict
+from training.common.distributed import Distributed, Launch, distributed, resolve_device
 from training.common.files import atomic_path
 
 log = logging.getLogger(__name__)
@@ -56,11 +63,7 @@ class RunState:
 
 
 def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda was asked for, but torch sees no CUDA device")
-    return torch.device(name)
+    return resolve_device(name, Launch())
 
 
 class TorchDeepONet:
@@ -163,9 +166,34 @@ def train(
     progress: bool = True,
     command: str = "",
 ) -> RunState:
-    run_dir = Path(run_dir)
+    """Train (or resume) a DeepONet; under torchrun, one data-parallel rank of the run."""
+    with distributed(device) as ctx:
+        return _train(
+            ctx,
+            Path(run_dir),
+            data_dir,
+            model_cfg,
+            train_cfg,
+            max_minutes,
+            fresh,
+            progress,
+            command,
+        )
+
+
+def _train(
+    ctx: Distributed,
+    run_dir: Path,
+    data_dir: str | Path,
+    model_cfg: dict[str, Any],
+    train_cfg: TrainConfig,
+    max_minutes: float | None,
+    fresh: bool,
+    progress: bool,
+    command: str,
+) -> RunState:
     run_dir.mkdir(parents=True, exist_ok=True)
-    dev = pick_device(device)
+    dev = ctx.device
     train_split = load_split(data_dir, "train")
     val_split = load_split(data_dir, "val")
     ckpt_path = run_dir / CHECKPOINT
@@ -198,6 +226,15 @@ def train(
     times = torch.as_tensor(train_split.times, dtype=torch.float32, device=dev)
     n_src, n_t, n_rec = pressure.shape
     inv_scale = 1.0 / model.cfg.p_scale
+    b = min(train_cfg.batch_sources, n_src)
+    if b < ctx.world_size:
+        raise SystemExit(
+            f"a batch of {b} sources cannot be shared by {ctx.world_size} processes: "
+            "raise train.batch_sources or lower --nproc_per_node"
+        )
+    mine = ctx.shard(b)  # this rank's share of every batch's sources
+    n_global = b * train_cfg.batch_points  # (source, point) pairs in the global batch
+    net = ctx.wrap(model)  # DDP under torchrun, the model itself otherwise
     # Batches come from one generator whose state is checkpointed: a resumed run draws exactly
     # the batches the uninterrupted run would have drawn.
     gen = torch.Generator(device=dev).manual_seed(train_cfg.seed)
@@ -207,7 +244,11 @@ def train(
     start_time = time.monotonic()
     deadline = None if max_minutes is None else start_time + 60.0 * max_minutes
     bar = tqdm(
-        total=train_cfg.steps, initial=state.step, desc="train", unit="step", disable=not progress
+        total=train_cfg.steps,
+        initial=state.step,
+        desc="train",
+        unit="step",
+        disable=not (progress and ctx.is_main),
     )
     running, running_n = 0.0, 0
     stopped_early = False
@@ -215,37 +256,52 @@ def train(
         lr = train_cfg.lr * train_cfg.lr_decay ** (state.step / train_cfg.lr_decay_steps)
         for g in opt.param_groups:
             g["lr"] = lr
-        b = min(train_cfg.batch_sources, n_src)
+        # Every rank draws the same global batch (one generator, one seed) and keeps its share.
         src_idx = torch.randperm(n_src, generator=gen, device=dev)[:b]
         t_idx = torch.randint(0, n_t, (train_cfg.batch_points,), generator=gen, device=dev)
         r_idx = torch.randint(0, n_rec, (train_cfg.batch_points,), generator=gen, device=dev)
         points = torch.cat([receivers[r_idx], times[t_idx, None]], dim=1)  # (M, dim+1)
+        if ctx.enabled:
+            src_idx = src_idx[mine]
         target = pressure[src_idx[:, None], t_idx[None, :], r_idx[None, :]]  # (B, M)
-        pred = model(sources[src_idx], points)  # (B, M)
-        loss = torch.mean(((pred - target) * inv_scale) ** 2)
+        pred = net(sources[src_idx], points)  # (B, M)
+        squared = ((pred - target) * inv_scale) ** 2
+        if ctx.enabled:
+            # This rank's share of the global mean; DDP's gradient average makes the sum.
+            local = squared.sum()
+            loss = local * ctx.loss_scale(n_global)
+            step_loss = float(ctx.sum(local)) / n_global
+        else:
+            loss = torch.mean(squared)
+            step_loss = float(loss.detach())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if train_cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
         opt.step()
         state.step += 1
-        running += float(loss.detach())
+        running += step_loss
         running_n += 1
         bar.update(1)
 
         last = state.step >= train_cfg.steps
-        out_of_time = deadline is not None and time.monotonic() > deadline
-        if state.step % train_cfg.val_every == 0 or last or out_of_time:
+        # One rank past the deadline stops them all (a collective only when there is one).
+        out_of_time = deadline is not None and ctx.any(time.monotonic() > deadline)
+        validating = state.step % train_cfg.val_every == 0 or last or out_of_time
+        checkpointing = state.step % train_cfg.checkpoint_every == 0 or last or out_of_time
+        if validating and ctx.is_main:
             val, _ = validate(model, val_split, dev)
             state.history.append(
                 {"step": state.step, "loss": running / max(running_n, 1), "val_rel_l2": val}
             )
             state.best_val = min(state.best_val, val)
             bar.set_postfix(loss=f"{running / max(running_n, 1):.3g}", val_rel_l2=f"{val:.4f}")
+        if validating:
             running, running_n = 0.0, 0
-        if state.step % train_cfg.checkpoint_every == 0 or last or out_of_time:
+        if checkpointing:
             state.seconds += time.monotonic() - start_time
             start_time = time.monotonic()
+        if checkpointing and ctx.is_main:
             save_checkpoint(
                 ckpt_path,
                 model,
@@ -256,6 +312,8 @@ def train(
                 train_split.config,
                 str(train_split.attrs.get("command", "")),
             )
+        if validating or checkpointing:
+            ctx.barrier()  # the other ranks wait for rank 0's validation and checkpoint
         if out_of_time and not last:
             log.warning(
                 "stopping at step %d: --max-minutes reached (resume to continue)", state.step
@@ -263,7 +321,8 @@ def train(
             stopped_early = True
             break
     bar.close()
-    _write_outputs(run_dir, model, state, val_split, dev)
+    if ctx.is_main:
+        _write_outputs(run_dir, model, state, val_split, dev)
     if stopped_early:
         log.info("checkpoint at step %d of %d", state.step, train_cfg.steps)
     return state
