@@ -1,0 +1,308 @@
+"""enf2enf end to end: panel data -> two-stage training -> ONNX export -> evaluation.
+
+The graphs are checked against torch (the encoder's unrolled inner loop in particular), the
+inner loop must fit held-out geometries better than the shared initial code, and the decoder
+must be permutation-equivariant in its query points.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+import yaml
+
+from training.airfoils.train import TrainConfig, load_model, train
+from training.cli import main
+from training.common.config import from_dict
+from training.common.files import sha256_file
+
+# ------------------------------------------------------------------------------------------
+# Session fixture (to move into tests/conftest.py beside the acoustic one).
+# ------------------------------------------------------------------------------------------
+
+
+def tiny_airfoil_config() -> dict[str, Any]:
+    """Small enough to generate, train (both stages + baseline) and export in seconds; every
+    stage is the real one."""
+    return {
+        "family": "enf2enf",
+        "dataset": {
+            "name": "tiny-airfoils",
+            "n_train_single": 6,
+            "n_train_multi": 2,
+            "n_val_single": 2,
+            "n_val_multi": 1,
+            "n_test": 3,
+            "n_test_multi": 2,
+            "panels_per_element": 40,
+            "n_field": 96,
+            "superres_factor": 4,
+            "n_encoder": 64,
+            "seed": 3,
+        },
+        "model": {
+            "latent_grid": 2,
+            "latent_dim": 4,
+            "enc_hidden": 8,
+            "dec_hidden": 8,
+            "out_width": 8,
+        },
+        "train": {
+            "steps": 10,
+            "encoder_steps": 5,
+            "encoder_batch": 4,
+            "encoder_field_points": 16,
+            "batch_samples": 4,
+            "batch_points": 32,
+            "warmup_steps": 2,
+            "val_every": 5,
+            "checkpoint_every": 5,
+            "baseline_steps": 6,
+            "baseline": {
+                "sensor_nx": 4,
+                "sensor_ny": 3,
+                "branch_width": 8,
+                "branch_depth": 1,
+                "trunk_width": 8,
+                "trunk_depth": 1,
+                "n_basis": 4,
+                "n_fourier": 2,
+                "batch_samples": 4,
+                "batch_points": 32,
+                "warmup_steps": 2,
+                "val_every": 3,
+            },
+        },
+    }
+
+
+@dataclass
+class TinyAirfoil:
+    config: Path
+    data: Path
+    run: Path
+    models: Path
+    name: str
+
+    @property
+    def version_dir(self) -> Path:
+        return self.models / self.name / "1"
+
+
+@pytest.fixture(scope="session")
+def tiny_airfoil(tmp_path_factory: pytest.TempPathFactory) -> TinyAirfoil:
+    """Generate, train and export a tiny enf2enf through the CLI, once per session."""
+    root = tmp_path_factory.mktemp("airfoil")
+    cfg = tiny_airfoil_config()
+    config = root / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    t = TinyAirfoil(config, root / "data", root / "run", root / "models", cfg["dataset"]["name"])
+    assert main(["generate", "airfoils", "--config", str(config), "--out", str(t.data)]) == 0
+    train_args = ["--config", str(config), "--data", str(t.data), "--out", str(t.run)]
+    assert main(["train", *train_args, "--device", "cpu"]) == 0
+    assert main(["export", "--run", str(t.run), "--out", str(t.models), "--data", str(t.data)]) == 0
+    return t
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def _split(t: TinyAirfoil, name: str) -> Any:
+    from training.airfoils.dataset import load_split
+
+    return load_split(t.data, name)
+
+
+def test_end_to_end_outputs(tiny_airfoil: TinyAirfoil) -> None:
+    for name in ("checkpoint.pt", "loss.png", "field.png", "history.json", "baseline_deeponet.pt"):
+        assert (tiny_airfoil.run / name).stat().st_size > 0, name
+    history = json.loads((tiny_airfoil.run / "history.json").read_text())
+    assert [h["stage"] for h in history] == ["encoder", "decoder"]
+    manifest = json.loads((tiny_airfoil.version_dir / "manifest.json").read_text())
+    assert manifest["family"] == "enf2enf" and manifest["task"] == "airfoil-flow"
+    assert set(manifest["graphs"]) == {"encoder", "decoder"}
+    for graph in [*manifest["graphs"].values(), *manifest["baselines"].values()]:
+        assert sha256_file(tiny_airfoil.version_dir / graph["file"]) == graph["sha256"]
+    assert manifest["graphs"]["encoder"]["inputs"][0]["shape"] == [64, 2]
+    assert manifest["graphs"]["decoder"]["inputs"][2]["shape"] == [-1, 2]
+    assert manifest["domain"]["n_encoder"] == 64 and manifest["domain"]["encoder_seed"] == 0
+    assert manifest["commands"]["generate"].startswith("python -m training generate airfoils")
+    assert "train" in " ".join(manifest["commands"]["train"])
+    metrics = manifest["metrics"]
+    assert metrics["n_test"] == 3 and metrics["n_test_multi"] == 2
+    for key in ("rel_l2", "rel_l2_multi", "superres_ratio_fields"):
+        assert set(metrics[key]) == {"u", "v", "cp"}
+    for key in ("baseline_freestream", "baseline_deeponet"):
+        assert set(metrics[key]) == {"single", "multi"}
+    # Free stream predicts Cp = 0 everywhere: its relative Cp error is exactly 1.
+    assert metrics["baseline_freestream"]["single"]["cp"] == pytest.approx(1.0)
+    assert np.isfinite(metrics["superres_ratio"])
+
+
+def test_encoder_onnx_matches_torch(tiny_airfoil: TinyAirfoil) -> None:
+    """The unrolled inner loop (forward + backward of every step) in ONNX equals torch's."""
+    model, _ = load_model(tiny_airfoil.run)
+    test = _split(tiny_airfoil, "test_multi")
+    session = ort.InferenceSession(str(tiny_airfoil.version_dir / "encoder.onnx"))
+    for i in range(len(test)):
+        pts, sdf = test.encoder_points[i], test.encoder_sdf[i]
+        got = session.run(None, {"points": pts, "sdf": sdf})[0]
+        encoded = model.encode(torch.from_numpy(pts)[None], torch.from_numpy(sdf)[None])
+        want = encoded[0].detach().numpy()
+        assert got.shape == (model.cfg.n_latents, model.cfg.latent_dim)
+        # The inner loop moved the codes away from the shared initialisation.
+        assert np.abs(want - model.c0.detach().numpy()).max() > 1e-6
+        assert np.abs(got - want).max() < 1e-5 * max(1.0, float(np.abs(want).max()))
+
+
+@pytest.mark.parametrize("n_points", [5, 1500])
+def test_decoder_onnx_matches_torch(tiny_airfoil: TinyAirfoil, n_points: int) -> None:
+    model, _ = load_model(tiny_airfoil.run)
+    test = _split(tiny_airfoil, "test")
+    latents = model.encode(
+        torch.from_numpy(test.encoder_points[:1]), torch.from_numpy(test.encoder_sdf[:1])
+    )
+    latents_np = latents[0].detach().numpy()
+    pts = test.dense_points[0, :n_points]
+    sdf = test.dense_sdf[0, :n_points]
+    cond = test.conditions[0]
+    session = ort.InferenceSession(str(tiny_airfoil.version_dir / "decoder.onnx"))
+    got = session.run(None, {"latents": latents_np, "conditions": cond, "points": pts, "sdf": sdf})
+    with torch.no_grad():
+        want = model.decode(
+            latents.detach(),
+            torch.from_numpy(cond)[None],
+            torch.from_numpy(pts)[None],
+            torch.from_numpy(sdf)[None],
+        )[0].numpy()
+    assert got[0].shape == (len(pts), 3)
+    assert np.abs(got[0] - want).max() < 1e-5 * max(1.0, float(np.abs(want).max()))
+
+
+def test_inner_loop_reduces_sdf_loss_on_held_out_geometries(tiny_airfoil: TinyAirfoil) -> None:
+    model, _ = load_model(tiny_airfoil.run)
+    for split in ("test", "test_multi"):
+        data = _split(tiny_airfoil, split)
+        pts, sdf = torch.from_numpy(data.encoder_points), torch.from_numpy(data.encoder_sdf)
+        latents = model.encode(pts, sdf).detach()
+        with torch.no_grad():
+            target = model.norm_sdf(sdf)
+            init = model.c0.expand(len(pts), -1, -1)
+            before = ((model.reconstruct_sdf(init, pts) - target) ** 2).mean(1)  # per sample
+            after = ((model.reconstruct_sdf(latents, pts) - target) ** 2).mean(1)
+        assert (after < before).all(), (split, before, after)
+
+
+def test_decoder_is_permutation_equivariant_in_queries(tiny_airfoil: TinyAirfoil) -> None:
+    test = _split(tiny_airfoil, "test")
+    pts, sdf, cond = test.points[1], test.sdf[1], test.conditions[1]
+    perm = np.random.default_rng(0).permutation(len(pts))
+    enc = ort.InferenceSession(str(tiny_airfoil.version_dir / "encoder.onnx"))
+    dec = ort.InferenceSession(str(tiny_airfoil.version_dir / "decoder.onnx"))
+    lat = enc.run(None, {"points": test.encoder_points[1], "sdf": test.encoder_sdf[1]})[0]
+
+    def run(p: np.ndarray, s: np.ndarray) -> np.ndarray:
+        return dec.run(None, {"latents": lat, "conditions": cond, "points": p, "sdf": s})[0]
+
+    np.testing.assert_allclose(run(pts[perm], sdf[perm]), run(pts, sdf)[perm], atol=1e-6)
+
+
+def _assert_close(got: Any, want: Any, where: str = "metrics") -> None:
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and set(got) == set(want), where
+        for key in want:
+            _assert_close(got[key], want[key], f"{where}.{key}")
+    elif want is None:
+        assert got is None, where
+    else:
+        assert got == pytest.approx(want, rel=1e-6), where
+
+
+def test_manifest_metrics_equal_evaluate(
+    tiny_airfoil: TinyAirfoil, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    args = ["evaluate", str(tiny_airfoil.version_dir), "--data", str(tiny_airfoil.data), "--json"]
+    assert main(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    manifest = json.loads((tiny_airfoil.version_dir / "manifest.json").read_text())
+    _assert_close(printed, manifest["metrics"])
+
+
+def test_run_dir_evaluates_like_the_export(tiny_airfoil: TinyAirfoil) -> None:
+    from training.airfoils.evaluate import evaluate_model_dir
+
+    torch_metrics = evaluate_model_dir(tiny_airfoil.run, tiny_airfoil.data)
+    manifest = json.loads((tiny_airfoil.version_dir / "manifest.json").read_text())
+    for key in ("rel_l2", "rel_l2_multi"):
+        assert torch_metrics[key] == pytest.approx(manifest["metrics"][key], rel=1e-4)
+
+
+def test_evaluate_regenerates_missing_test_data(tiny_airfoil: TinyAirfoil, tmp_path: Path) -> None:
+    """A fresh clone has no data/: evaluate rebuilds the held-out splits from the manifest."""
+    from training.airfoils.evaluate import evaluate_model_dir
+
+    metrics = evaluate_model_dir(tiny_airfoil.version_dir, data_dir=tmp_path / "fresh")
+    manifest = json.loads((tiny_airfoil.version_dir / "manifest.json").read_text())
+    assert metrics["rel_l2"] == pytest.approx(manifest["metrics"]["rel_l2"], rel=1e-5)
+    assert (tmp_path / "fresh" / "test_multi.h5").exists()
+
+
+def test_export_refuses_to_overwrite_a_version(tiny_airfoil: TinyAirfoil) -> None:
+    args = ["export", "--run", str(tiny_airfoil.run), "--out", str(tiny_airfoil.models)]
+    assert main([*args, "--version", "1", "--data", str(tiny_airfoil.data)]) == 2
+    assert not list((tiny_airfoil.models / tiny_airfoil.name).glob(".*partial"))
+
+
+@pytest.mark.parametrize("split_at", [3, 7], ids=["in-encoder-stage", "in-decoder-stage"])
+def test_resumed_training_equals_uninterrupted(
+    tiny_airfoil: TinyAirfoil, tmp_path: Path, split_at: int
+) -> None:
+    cfg = tiny_airfoil_config()
+    base = {**cfg["train"], "baseline_steps": 0, "val_every": 2, "checkpoint_every": 2}
+    full = from_dict(TrainConfig, {**base, "steps": 9})
+    part = from_dict(TrainConfig, {**base, "steps": split_at})
+    kw: dict[str, Any] = {"device": "cpu", "progress": False}
+    train(tmp_path / "straight", tiny_airfoil.data, cfg["model"], full, **kw)
+    train(tmp_path / "resumed", tiny_airfoil.data, cfg["model"], part, **kw)
+    state = train(tmp_path / "resumed", tiny_airfoil.data, cfg["model"], full, **kw)
+    assert state.step == 9
+    a, _ = load_model(tmp_path / "straight")
+    b, _ = load_model(tmp_path / "resumed")
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(pa, pb, rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_trains_on_cuda(tiny_airfoil: TinyAirfoil, tmp_path: Path) -> None:
+    cfg = tiny_airfoil_config()
+    tc = from_dict(TrainConfig, {**cfg["train"], "baseline_steps": 3})
+    state = train(
+        tmp_path / "cuda", tiny_airfoil.data, cfg["model"], tc, device="cuda", progress=False
+    )
+    assert state.step == tc.steps
+    assert np.isfinite(state.history[-1]["val_rel_l2"])
+
+
+def test_export_parity_with_superposition_head(tmp_path: Path) -> None:
+    """The (cos a, sin a) output head exports too; export_graphs checks parity itself."""
+    from training.airfoils.export import export_graphs
+    from training.airfoils.model import Enf2Enf, Enf2EnfConfig
+
+    torch.manual_seed(0)
+    cfg = Enf2EnfConfig(latent_dim=4, enc_hidden=8, dec_hidden=8, out_width=8, superposition=True)
+    model = Enf2Enf(cfg)
+    export_graphs(model, tmp_path, n_encoder=48, box=((-0.5, 1.5), (-0.75, 0.75)))
+    dec = ort.InferenceSession(str(tmp_path / "decoder.onnx"))
+    lat = np.zeros((cfg.n_latents, cfg.latent_dim), np.float32)
+    far = np.array([[1.45, 0.7]], np.float32)
+    cond = np.array([30.0, 2.0], np.float32)
+    out = dec.run(None, {"latents": lat, "conditions": cond, "points": far, "sdf": far[:, 0]})[0]
+    assert out.shape == (1, 3)
