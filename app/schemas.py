@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     PlainValidator,
     StrictInt,
+    StrictStr,
     Tag,
     ValidationError,
     WithJsonSchema,
@@ -128,6 +129,95 @@ class AcousticRequest(_Strict):
     ] = Field(description="Times, s.")
 
 
+def _by_key(tags: dict[str, str]) -> Any:
+    """Union branch chosen by which key an object has ({"naca": ..} or {"curves": ..} ...)."""
+
+    def tag(value: Any) -> str | None:
+        if isinstance(value, dict):
+            for key, name in tags.items():
+                if key in value:
+                    return name
+        return None
+
+    return tag
+
+
+class NacaGeometry(_Strict):
+    naca: Annotated[StrictStr, Field(max_length=32)] = Field(
+        description="NACA 4-digit code, '2412' or 'NACA 2412'."
+    )
+
+
+class CurvesGeometry(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    curves: list[PointArray] = Field(
+        min_length=1, description="One closed polyline [[x, y], ...] per element, chords."
+    )
+
+
+class GeometryRef(_Strict):
+    geometry_id: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{40}$")] = Field(
+        description="An id answered by /geometries or an earlier prediction."
+    )
+
+
+Geometry = Annotated[
+    Annotated[NacaGeometry, Tag("#naca")]
+    | Annotated[CurvesGeometry, Tag("#curves")]
+    | Annotated[GeometryRef, Tag("#id")],
+    Discriminator(
+        _by_key({"naca": "#naca", "curves": "#curves", "geometry_id": "#id"}),
+        custom_error_type="geometry_type",
+        custom_error_message='must be {"naca": ..}, {"curves": ..} or {"geometry_id": ..}',
+    ),
+]
+
+
+class FlowConditions(_Strict):
+    aoa_deg: FiniteFloat = Field(description="Angle of attack, degrees.")
+    speed: FiniteFloat = Field(description="Free-stream speed (> 0).")
+
+
+class QueryGrid(_Strict):
+    """nx x ny points from x0 to x1 and y0 to y1 inclusive (the trained box by default)."""
+
+    nx: Count
+    ny: Count
+    bounds: tuple[tuple[FiniteFloat, FiniteFloat], tuple[FiniteFloat, FiniteFloat]] | None = None
+
+
+class GridQuery(_Strict):
+    grid: QueryGrid
+
+
+class PointsQuery(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    points: PointArray = Field(description="Query points [[x, y], ...], chords.")
+
+
+class FlowRequest(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    geometry: Geometry
+    conditions: FlowConditions
+    query: Annotated[
+        Annotated[PointsQuery, Tag("#points")] | Annotated[GridQuery, Tag("#grid")],
+        Discriminator(
+            _by_key({"points": "#points", "grid": "#grid"}),
+            custom_error_type="query_type",
+            custom_error_message='must be {"points": [[x, y], ...]} or {"grid": {"nx":, "ny":}}',
+        ),
+    ]
+
+
+class GeometryRequest(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    geometry: Geometry
+
+
 class WarningBody(BaseModel):
     field: str
     code: str
@@ -151,6 +241,42 @@ class AcousticResponse(BaseModel):
     model: str
     version: str
     cache: Literal["hit", "partial", "miss"]
+    warnings: list[WarningBody]
+
+
+class FlowFields(BaseModel):
+    u: list[float]
+    v: list[float]
+    cp: list[float]
+
+
+class FlowGridBody(BaseModel):
+    counts: list[int]
+    lo: list[float]
+    hi: list[float]
+    index: list[int] = Field(description="Flat C-order index (ix * ny + iy) of each point.")
+
+
+class FlowResponse(BaseModel):
+    """For the OpenAPI page: the route writes this shape straight from numpy with orjson."""
+
+    fields: FlowFields = Field(description="u, v (free-stream speed units) and cp per point.")
+    geometry_id: str
+    points: list[list[float]] | None = Field(None, description="Only when a grid was asked.")
+    grid: FlowGridBody | None = None
+    model: str
+    version: str
+    cache: Literal["hit", "partial", "miss"]
+    warnings: list[WarningBody]
+
+
+class GeometryResponse(BaseModel):
+    geometry_id: str
+    model: str
+    version: str
+    cache: Literal["hit", "partial", "miss"] = Field(
+        description="hit: the geometry's latents were already cached; miss: encoded now."
+    )
     warnings: list[WarningBody]
 
 

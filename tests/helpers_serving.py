@@ -114,3 +114,53 @@ def sources_in_region(manifest: dict[str, Any], n: int) -> list[list[float]]:
     chosen = candidates[order[:n]]
     assert len(chosen) == n and (room.wall_distance(chosen) > 0).all()
     return [[float(v) for v in p] for p in chosen]
+
+
+# -- airfoils (enf2enf) -----------------------------------------------------------------------
+
+
+def flow_by_hand(
+    version_dir: Path, polylines: Any, aoa_deg: float, speed: float, points: Any
+) -> np.ndarray:
+    """(N, 3) [u, v, cp]: geometry.airfoils for the encoder's inputs and the query SDF, then
+    the encoder and decoder graphs straight from onnxruntime (the manifest's `compose`)."""
+    from geometry.airfoils import encoder_points, signed_distance
+
+    domain = manifest_of(version_dir)["domain"]
+    cpu = ["CPUExecutionProvider"]
+    encoder = ort.InferenceSession(str(version_dir / "encoder.onnx"), providers=cpu)
+    decoder = ort.InferenceSession(str(version_dir / "decoder.onnx"), providers=cpu)
+    enc_pts, enc_sdf = encoder_points(
+        polylines, domain["n_encoder"], domain["box"], seed=domain["encoder_seed"]
+    )
+    latents = encoder.run(
+        None, {"points": enc_pts.astype(np.float32), "sdf": enc_sdf.astype(np.float32)}
+    )[0]
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    fields: np.ndarray = decoder.run(
+        None,
+        {
+            "latents": latents,
+            "conditions": np.array([aoa_deg, speed], np.float32),
+            "points": pts.astype(np.float32),
+            "sdf": signed_distance(pts, polylines).astype(np.float32),
+        },
+    )[0]
+    return fields
+
+
+def fluid_points(polylines: Any, n: int, seed: int = 0, margin: float = 0.02) -> np.ndarray:
+    """n points in the trained box, at least `margin` chords from every body."""
+    from geometry.airfoils import BOX, signed_distance
+
+    rng = np.random.default_rng(seed)
+    pts = rng.uniform([BOX[0][0], BOX[1][0]], [BOX[0][1], BOX[1][1]], (20 * n + 50, 2))
+    kept = pts[signed_distance(pts, polylines) > margin][:n]
+    assert len(kept) == n
+    return kept
+
+
+def flow_columns(body: dict[str, Any]) -> np.ndarray:
+    """(N, 3) [u, v, cp] of a geometry answer."""
+    f = body["fields"]
+    return np.stack([np.asarray(f[k], dtype=np.float64) for k in ("u", "v", "cp")], axis=1)

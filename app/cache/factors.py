@@ -51,3 +51,13 @@ class FactorCache:
 
         bundle, reused = await self.cache.get_or_compute(key, self.model, kind, work)
         return bundle.arrays, reused
+
+    async def recall(self, kind: str, ident: str) -> Bundle | None:
+        """The entry stored under a known digest (a geometry id), or None: nothing computed."""
+        key = cache_key(self.model, self.version, kind, ident)
+        return await self.cache.load(key, self.model, kind)
+
+    async def store(self, kind: str, ident: str, value: Bundle) -> None:
+        """Store `value` under a known digest, restarting its TTL if it was there already."""
+        key = cache_key(self.model, self.version, kind, ident)
+        await self.cache.put(key, self.model, kind, value)

@@ -53,6 +53,18 @@ class Cache:
             self.metrics.cache_shared.labels(model, kind).inc()
         return value, reused or shared
 
+    async def load(self, key: str, model: str, kind: str) -> Bundle | None:
+        """The entry under key, or None (absent, expired, unreadable); counted as hit or miss."""
+        found = await self._load(key)
+        (self.metrics.cache_hits if found is not None else self.metrics.cache_misses).labels(
+            model, kind
+        ).inc()
+        return found
+
+    async def put(self, key: str, model: str, kind: str, value: Bundle) -> None:
+        """Store (or overwrite, which restarts the TTL) a value that needed no computing."""
+        await self._store(key, model, kind, value)
+
     async def _load(self, key: str) -> Bundle | None:
         raw = await self.backend.get(key)
         if raw is None:

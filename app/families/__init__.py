@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from app.errors import ManifestError
 from app.families.base import (
     Family,
+    GeometryEncoder,
     Inference,
     Limits,
     Notice,
@@ -16,11 +17,13 @@ from app.families.base import (
     Signature,
 )
 from app.families.deeponet import AcousticDeepONet
+from app.families.enf2enf import AirfoilEnf2Enf
 from app.manifest import Manifest
 from app.runtime import Graph
 
 FAMILIES: Mapping[str, Family] = {
     "deeponet": Family("deeponet", {"acoustics": AcousticDeepONet.load}),
+    "enf2enf": Family("enf2enf", {"airfoil-flow": AirfoilEnf2Enf.load}),
 }
 
 
@@ -41,6 +44,7 @@ def build_predictor(manifest: Manifest, graphs: Mapping[str, Graph]) -> Predicto
 __all__ = [
     "FAMILIES",
     "Family",
+    "GeometryEncoder",
     "Inference",
     "Limits",
     "Notice",

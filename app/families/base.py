@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from numpy.typing import NDArray
 
@@ -91,6 +91,16 @@ class Predictor(Protocol):
         self, graph: str, inputs: Mapping[str, NDArray[Any]], ctx: PredictContext
     ) -> Inference:
         """One graph alone (the V2 model `<model>.<graph>`), through the factor cache."""
+        ...
+
+
+@runtime_checkable
+class GeometryEncoder(Protocol):
+    """A predictor that encodes geometries once (`POST /v1/models/{name}/geometries`)."""
+
+    async def encode_geometry(self, payload: Any, ctx: PredictContext) -> Prediction:
+        """Validate `{"geometry": ...}`, encode it through the factor cache and answer its
+        `geometry_id` (fields) with cache "hit" when it was encoded before."""
         ...
 
 

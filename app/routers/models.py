@@ -12,14 +12,18 @@ from app.cache import Cache
 from app.cache.responses import cached_prediction
 from app.codecs import JsonDecodeError, decode_json
 from app.deps import CacheDep, LimitsDep, SnapshotDep, predict_context
-from app.errors import BadRequestError
-from app.families import Limits, Prediction
+from app.errors import BadRequestError, NotFoundError
+from app.families import GeometryEncoder, Limits, Prediction
 from app.render import negotiate, render
 from app.repository import ModelVersion
 from app.schemas import (
     AcousticRequest,
     AcousticResponse,
     ErrorBody,
+    FlowRequest,
+    FlowResponse,
+    GeometryRequest,
+    GeometryResponse,
     ModelDetail,
     ModelList,
     inline_schema,
@@ -38,12 +42,14 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (422, "A field is invalid."),
     ]
 }
-# The body is read raw (see _predict), so its schema is declared here for the OpenAPI page.
+_BINARY = {MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}
+# The body is read raw (see _predict), so its schema is declared here for the OpenAPI page:
+# which one applies depends on the model's family (acoustics: deeponet; airfoil flow: enf2enf).
 _PREDICT_DOC: dict[str, Any] = {
     "responses": {
         200: {
-            "model": AcousticResponse,
-            "content": {MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+            "model": AcousticResponse | FlowResponse,
+            "content": _BINARY,
             "description": f"JSON, or with `Accept: {MEDIA_TYPE}` the binary bundle (README).",
         },
         **_ERRORS,
@@ -51,7 +57,26 @@ _PREDICT_DOC: dict[str, Any] = {
     "openapi_extra": {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": inline_schema(AcousticRequest)}},
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [inline_schema(AcousticRequest), inline_schema(FlowRequest)]
+                    }
+                }
+            },
+        }
+    },
+}
+_GEOMETRY_DOC: dict[str, Any] = {
+    "responses": {
+        200: {"model": GeometryResponse, "content": _BINARY, "description": "The geometry id."},
+        **_ERRORS,
+        404: {"model": ErrorBody, "description": "Unknown model or version, or not enf2enf."},
+    },
+    "openapi_extra": {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": inline_schema(GeometryRequest)}},
         }
     },
 }
@@ -89,17 +114,59 @@ async def predict_version(
     return await _predict(snapshot.get(name, version), request, limits, cache)
 
 
+@router.post("/{name}/geometries", response_model=None, **_GEOMETRY_DOC)
+async def geometries_latest(
+    name: str, request: Request, snapshot: SnapshotDep, limits: LimitsDep, cache: CacheDep
+) -> Response:
+    """Encode a geometry once (enf2enf) with the latest version: answers its `geometry_id`."""
+    return await _geometries(snapshot.get(name), request, limits, cache)
+
+
+@router.post("/{name}/versions/{version}/geometries", response_model=None, **_GEOMETRY_DOC)
+async def geometries_version(
+    name: str,
+    version: str,
+    request: Request,
+    snapshot: SnapshotDep,
+    limits: LimitsDep,
+    cache: CacheDep,
+) -> Response:
+    """Encode a geometry once with one pinned version."""
+    return await _geometries(snapshot.get(name, version), request, limits, cache)
+
+
+def _payload(body: bytes) -> Any:
+    # Read raw rather than as a pydantic body parameter: which schema applies depends on
+    # the model's family, and big arrays go to numpy without a per-float pydantic pass.
+    try:
+        return decode_json(body)
+    except JsonDecodeError as exc:
+        raise BadRequestError(f"the request body is not valid JSON: {exc}", "body") from None
+
+
+async def _geometries(
+    model: ModelVersion, request: Request, limits: Limits, cache: Cache
+) -> Response:
+    fmt = negotiate(request.headers.get("accept"))
+    predictor = model.predictor
+    if not isinstance(predictor, GeometryEncoder):
+        raise NotFoundError(
+            f"model {model.name!r} (family {model.manifest.family}) takes no geometries; "
+            "geometries are for enf2enf models",
+            "model",
+        )
+    payload = _payload(await request.body())
+    prediction = await predictor.encode_geometry(payload, predict_context(model, limits, cache))
+    request.state.cache = prediction.cache
+    return render(prediction, {"model": model.name, "version": str(model.version)}, fmt)
+
+
 async def _predict(model: ModelVersion, request: Request, limits: Limits, cache: Cache) -> Response:
     fmt = negotiate(request.headers.get("accept"))  # before any work: a 406 costs nothing
     body = await request.body()
 
     async def compute() -> Prediction:
-        # Read raw rather than as a pydantic body parameter: which schema applies depends on
-        # the model's family, and big arrays go to numpy without a per-float pydantic pass.
-        try:
-            payload = decode_json(body)
-        except JsonDecodeError as exc:
-            raise BadRequestError(f"the request body is not valid JSON: {exc}", "body") from None
+        payload = _payload(body)
         return await model.predictor.predict(payload, predict_context(model, limits, cache))
 
     version = str(model.version)
