@@ -8,7 +8,6 @@ must be permutation-equivariant in its query points.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,102 +15,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-import yaml
+from conftest import TinyAirfoil, tiny_airfoil_config
 
 from training.airfoils.train import TrainConfig, load_model, train
 from training.cli import main
 from training.common.config import from_dict
 from training.common.files import sha256_file
-
-# ------------------------------------------------------------------------------------------
-# Session fixture (to move into tests/conftest.py beside the acoustic one).
-# ------------------------------------------------------------------------------------------
-
-
-def tiny_airfoil_config() -> dict[str, Any]:
-    """Small enough to generate, train (both stages + baseline) and export in seconds; every
-    stage is the real one."""
-    return {
-        "family": "enf2enf",
-        "dataset": {
-            "name": "tiny-airfoils",
-            "n_train_single": 6,
-            "n_train_multi": 2,
-            "n_val_single": 2,
-            "n_val_multi": 1,
-            "n_test": 3,
-            "n_test_multi": 2,
-            "panels_per_element": 40,
-            "n_field": 96,
-            "superres_factor": 4,
-            "n_encoder": 64,
-            "seed": 3,
-        },
-        "model": {
-            "latent_grid": 2,
-            "latent_dim": 4,
-            "enc_hidden": 8,
-            "dec_hidden": 8,
-            "out_width": 8,
-        },
-        "train": {
-            "steps": 10,
-            "encoder_steps": 5,
-            "encoder_batch": 4,
-            "encoder_field_points": 16,
-            "batch_samples": 4,
-            "batch_points": 32,
-            "warmup_steps": 2,
-            "val_every": 5,
-            "checkpoint_every": 5,
-            "baseline_steps": 6,
-            "baseline": {
-                "sensor_nx": 4,
-                "sensor_ny": 3,
-                "branch_width": 8,
-                "branch_depth": 1,
-                "trunk_width": 8,
-                "trunk_depth": 1,
-                "n_basis": 4,
-                "n_fourier": 2,
-                "batch_samples": 4,
-                "batch_points": 32,
-                "warmup_steps": 2,
-                "val_every": 3,
-            },
-        },
-    }
-
-
-@dataclass
-class TinyAirfoil:
-    config: Path
-    data: Path
-    run: Path
-    models: Path
-    name: str
-
-    @property
-    def version_dir(self) -> Path:
-        return self.models / self.name / "1"
-
-
-@pytest.fixture(scope="session")
-def tiny_airfoil(tmp_path_factory: pytest.TempPathFactory) -> TinyAirfoil:
-    """Generate, train and export a tiny enf2enf through the CLI, once per session."""
-    root = tmp_path_factory.mktemp("airfoil")
-    cfg = tiny_airfoil_config()
-    config = root / "config.yaml"
-    config.write_text(yaml.safe_dump(cfg))
-    t = TinyAirfoil(config, root / "data", root / "run", root / "models", cfg["dataset"]["name"])
-    assert main(["generate", "airfoils", "--config", str(config), "--out", str(t.data)]) == 0
-    train_args = ["--config", str(config), "--data", str(t.data), "--out", str(t.run)]
-    assert main(["train", *train_args, "--device", "cpu"]) == 0
-    assert main(["export", "--run", str(t.run), "--out", str(t.models), "--data", str(t.data)]) == 0
-    return t
-
-
-# ------------------------------------------------------------------------------------------
 
 
 def _split(t: TinyAirfoil, name: str) -> Any:

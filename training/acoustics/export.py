@@ -22,7 +22,7 @@ from training.acoustics.model import BranchGraph, DeepONet, TrunkGraph
 from training.acoustics.train import load_model
 from training.common.config import from_dict, to_dict
 from training.common.files import sha256_file, write_json
-from training.common.versions import next_version
+from training.common.versions import staged_version
 
 OPSET = 17
 
@@ -156,17 +156,7 @@ def export(
     model, ckpt = load_model(run_dir, "cpu")
     data_cfg = from_dict(DatasetConfig, ckpt["dataset_config"], "dataset")
     name = name or data_cfg.name
-    root = Path(models_root) / name
-    version = version or next_version(root)
-    final = root / version
-    if final.exists():
-        raise FileExistsError(
-            f"{final} exists: model versions are immutable, pick another --version"
-        )
-    tmp = root / f".{version}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with staged_version(models_root, name, version) as (tmp, version):
         export_graphs(model, tmp)
         # The training figures travel with the version, so a user sees how it was trained.
         for figure in ("loss.png", "field.png"):
@@ -179,7 +169,4 @@ def export(
         data = Path(data_dir) if data_dir else Path("data") / data_cfg.name
         manifest["metrics"] = evaluate(OnnxDeepONet(tmp), data, data_cfg, progress=progress)
         write_json(tmp / "manifest.json", manifest)
-        tmp.rename(final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return Path(models_root) / name / version

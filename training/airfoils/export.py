@@ -16,7 +16,6 @@ graphs, their hashes and the evaluated metrics are all written.
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from training.airfoils.model import DecoderGraph, EncoderGraph, Enf2Enf, Enf2Enf
 from training.airfoils.train import BASELINE, load_model
 from training.common.config import to_dict
 from training.common.files import sha256_file, write_json
-from training.common.versions import next_version
+from training.common.versions import staged_version
 
 OPSET = 17
 SPEED_UNITS = "free-stream speed units"  # velocities come out in the units the speed went in
@@ -301,17 +300,7 @@ def export(
     model, ckpt = load_model(run_dir, "cpu")
     data_cfg = ckpt["dataset_config"]
     name = name or data_cfg["name"]
-    root = Path(models_root) / name
-    version = version or next_version(root)
-    final = root / version
-    if final.exists():
-        raise FileExistsError(
-            f"{final} exists: model versions are immutable, pick another --version"
-        )
-    tmp = root / f".{version}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with staged_version(models_root, name, version) as (tmp, version):
         export_graphs(model, tmp, int(data_cfg["n_encoder"]), data_cfg["box"])
         manifest = build_manifest(model, ckpt, name, version, command)
         for graph in manifest["graphs"].values():
@@ -324,7 +313,4 @@ def export(
             OnnxEnf2Enf(tmp), data, data_cfg, baseline if baseline.exists() else None, progress
         )
         write_json(tmp / "manifest.json", manifest)
-        tmp.rename(final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return Path(models_root) / name / version
