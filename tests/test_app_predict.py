@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 from fastapi.testclient import TestClient
+from helpers_serving import assert_close, by_hand
 
 from app.main import create_app
 from app.settings import Settings
@@ -25,26 +25,6 @@ def client(tiny_acoustic: Any) -> Iterator[TestClient]:
 @pytest.fixture(scope="module")
 def manifest(tiny_acoustic: Any) -> dict[str, Any]:
     return json.loads((tiny_acoustic.version_dir / "manifest.json").read_text())
-
-
-def by_hand(version_dir: Any, source: Any, receivers: Any, times: Any) -> np.ndarray:
-    """pressure[r, t] = branch(source) . trunk(x_r, t), straight from onnxruntime."""
-    cpu = ["CPUExecutionProvider"]
-    branch = ort.InferenceSession(str(version_dir / "branch.onnx"), providers=cpu)
-    trunk = ort.InferenceSession(str(version_dir / "trunk.onnx"), providers=cpu)
-    coefficients = branch.run(None, {"source": np.asarray([source], np.float32)})[0][0]
-    points = np.array([[*r, t] for r in receivers for t in times], dtype=np.float32)
-    basis = trunk.run(None, {"points": points})[0]
-    pressure = basis.astype(np.float64) @ coefficients.astype(np.float64)
-    return pressure.reshape(len(receivers), len(times))
-
-
-def assert_close(got: Any, want: np.ndarray) -> None:
-    got = np.asarray(got, dtype=np.float64)
-    assert got.shape == want.shape
-    assert np.all(np.isfinite(got))
-    # rtol 1e-5 as asked; the atol covers entries that cancel to ~0 in float32 arithmetic.
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
 def room_of(manifest: dict[str, Any]) -> Room:
