@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AuthMiddleware, api_keys=settings.api_keys, admin_keys=settings.admin_keys)
     app.add_middleware(AccessMiddleware, metrics=app.state.metrics)
     install_error_handlers(app)
-    for module in (health, models, admin, v2, metrics):
+    # Routes are matched in order: the prediction routes first, they carry the traffic.
+    for module in (models, v2, health, admin, metrics):
         app.include_router(module.router)
     return app

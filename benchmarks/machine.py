@@ -23,6 +23,8 @@ PACKAGES = (
     "orjson",
     "redis",
     "hiredis",
+    "uvloop",
+    "httptools",
     "pydantic",
 )
 

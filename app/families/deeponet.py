@@ -13,6 +13,7 @@ cache entries.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -241,12 +242,15 @@ class AcousticDeepONet:
         self, sources: F32, points: F32, ctx: PredictContext
     ) -> tuple[F32, CacheState]:
         """(B, N) pressure, Pa, and whether a factor was reused."""
-        coefficients, branch_reused = await self._coefficients(sources, ctx)
         if not ctx.factors.fits(points.shape[0] * self.width * 4):
             # A basis too big to cache is never held whole: streamed through the trunk.
+            coefficients, branch_reused = await self._coefficients(sources, ctx)
             pressure = await run_blocking(self.streamed, coefficients, points)
             return pressure, "partial" if branch_reused else "miss"
-        basis, trunk_reused = await self._basis(points, ctx)
+        # Both factors at once: their cache lookups and graph runs overlap (two worker threads).
+        (coefficients, branch_reused), (basis, trunk_reused) = await asyncio.gather(
+            self._coefficients(sources, ctx), self._basis(points, ctx)
+        )
         if basis.size * len(coefficients) <= _INLINE_COMPOSE:
             pressure = compose(basis, coefficients)
         else:

@@ -8,12 +8,11 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from app.bundle import MEDIA_TYPE
-from app.cache import Cache
 from app.cache.responses import cached_prediction
 from app.codecs import JsonDecodeError, decode_json
-from app.deps import CacheDep, LimitsDep, SnapshotDep, predict_context
+from app.deps import Serving, ServingDep, SnapshotDep
 from app.errors import BadRequestError, NotFoundError
-from app.families import GeometryEncoder, Limits, Prediction
+from app.families import GeometryEncoder, Prediction
 from app.render import negotiate, render
 from app.repository import ModelVersion
 from app.schemas import (
@@ -94,45 +93,31 @@ async def get_model(name: str, snapshot: SnapshotDep) -> ModelDetail:
 
 
 @router.post("/{name}/predict", response_model=None, **_PREDICT_DOC)
-async def predict_latest(
-    name: str, request: Request, snapshot: SnapshotDep, limits: LimitsDep, cache: CacheDep
-) -> Response:
+async def predict_latest(name: str, request: Request, serving: ServingDep) -> Response:
     """Predict with the latest version of the model."""
-    return await _predict(snapshot.get(name), request, limits, cache)
+    return await _predict(serving.snapshot.get(name), request, serving)
 
 
 @router.post("/{name}/versions/{version}/predict", response_model=None, **_PREDICT_DOC)
 async def predict_version(
-    name: str,
-    version: str,
-    request: Request,
-    snapshot: SnapshotDep,
-    limits: LimitsDep,
-    cache: CacheDep,
+    name: str, version: str, request: Request, serving: ServingDep
 ) -> Response:
     """Predict with one pinned version."""
-    return await _predict(snapshot.get(name, version), request, limits, cache)
+    return await _predict(serving.snapshot.get(name, version), request, serving)
 
 
 @router.post("/{name}/geometries", response_model=None, **_GEOMETRY_DOC)
-async def geometries_latest(
-    name: str, request: Request, snapshot: SnapshotDep, limits: LimitsDep, cache: CacheDep
-) -> Response:
+async def geometries_latest(name: str, request: Request, serving: ServingDep) -> Response:
     """Encode a geometry once (enf2enf) with the latest version: answers its `geometry_id`."""
-    return await _geometries(snapshot.get(name), request, limits, cache)
+    return await _geometries(serving.snapshot.get(name), request, serving)
 
 
 @router.post("/{name}/versions/{version}/geometries", response_model=None, **_GEOMETRY_DOC)
 async def geometries_version(
-    name: str,
-    version: str,
-    request: Request,
-    snapshot: SnapshotDep,
-    limits: LimitsDep,
-    cache: CacheDep,
+    name: str, version: str, request: Request, serving: ServingDep
 ) -> Response:
     """Encode a geometry once with one pinned version."""
-    return await _geometries(snapshot.get(name, version), request, limits, cache)
+    return await _geometries(serving.snapshot.get(name, version), request, serving)
 
 
 def _payload(body: bytes) -> Any:
@@ -144,9 +129,7 @@ def _payload(body: bytes) -> Any:
         raise BadRequestError(f"the request body is not valid JSON: {exc}", "body") from None
 
 
-async def _geometries(
-    model: ModelVersion, request: Request, limits: Limits, cache: Cache
-) -> Response:
+async def _geometries(model: ModelVersion, request: Request, serving: Serving) -> Response:
     fmt = negotiate(request.headers.get("accept"))
     predictor = model.predictor
     if not isinstance(predictor, GeometryEncoder):
@@ -156,22 +139,22 @@ async def _geometries(
             "model",
         )
     payload = _payload(await request.body())
-    prediction = await predictor.encode_geometry(payload, predict_context(model, limits, cache))
+    prediction = await predictor.encode_geometry(payload, serving.context(model))
     request.state.cache = prediction.cache
     return render(prediction, {"model": model.name, "version": str(model.version)}, fmt)
 
 
-async def _predict(model: ModelVersion, request: Request, limits: Limits, cache: Cache) -> Response:
+async def _predict(model: ModelVersion, request: Request, serving: Serving) -> Response:
     fmt = negotiate(request.headers.get("accept"))  # before any work: a 406 costs nothing
     body = await request.body()
 
     async def compute() -> Prediction:
         payload = _payload(body)
-        return await model.predictor.predict(payload, predict_context(model, limits, cache))
+        return await model.predictor.predict(payload, serving.context(model))
 
     version = str(model.version)
     # The whole answer is cached under the body's hash; the salt holds what else it depends on.
-    salt = f"{model.fingerprint}:{limits.max_points}"
-    prediction = await cached_prediction(cache, model.name, version, salt, body, compute)
+    salt = f"{model.fingerprint}:{serving.settings.max_points}"
+    prediction = await cached_prediction(serving.cache, model.name, version, salt, body, compute)
     request.state.cache = prediction.cache
     return render(prediction, {"model": model.name, "version": version}, fmt)

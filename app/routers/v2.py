@@ -11,10 +11,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from app.cache import Cache
-from app.deps import CacheDep, LimitsDep, SettingsDep, SnapshotDep, predict_context
-from app.families import Inference, Limits
-from app.repository import Snapshot
+from app.deps import Serving, ServingDep, SnapshotDep
+from app.families import Inference
 from app.v2.catalog import bind, metadata, names, resolve, selected
 from app.v2.request import HEADER_LENGTH, decompress, parse
 from app.v2.response import infer_response
@@ -76,45 +74,26 @@ async def model_version_ready(name: str, version: str, snapshot: SnapshotDep) ->
 
 
 @router.post("/models/{name}/infer", response_model=None)
-async def infer(
-    name: str,
-    request: Request,
-    snapshot: SnapshotDep,
-    limits: LimitsDep,
-    cache: CacheDep,
-    settings: SettingsDep,
-) -> Response:
-    return await _infer(request, snapshot, name, None, limits, cache, settings.max_body_bytes)
+async def infer(name: str, request: Request, serving: ServingDep) -> Response:
+    return await _infer(request, serving, name, None)
 
 
 @router.post("/models/{name}/versions/{version}/infer", response_model=None)
-async def infer_version(
-    name: str,
-    version: str,
-    request: Request,
-    snapshot: SnapshotDep,
-    limits: LimitsDep,
-    cache: CacheDep,
-    settings: SettingsDep,
-) -> Response:
-    return await _infer(request, snapshot, name, version, limits, cache, settings.max_body_bytes)
+async def infer_version(name: str, version: str, request: Request, serving: ServingDep) -> Response:
+    return await _infer(request, serving, name, version)
 
 
-async def _infer(
-    request: Request,
-    snapshot: Snapshot,
-    name: str,
-    version: str | None,
-    limits: Limits,
-    cache: Cache,
-    max_body_bytes: int,
-) -> Response:
-    v2 = resolve(snapshot, name, version)
-    body = decompress(await request.body(), request.headers.get("content-encoding"), max_body_bytes)
+async def _infer(request: Request, serving: Serving, name: str, version: str | None) -> Response:
+    v2 = resolve(serving.snapshot, name, version)
+    body = decompress(
+        await request.body(),
+        request.headers.get("content-encoding"),
+        serving.settings.max_body_bytes,
+    )
     req = parse(body, request.headers.get(HEADER_LENGTH))
-    tensors = bind(v2, req, limits)
+    ctx = serving.context(v2.model)
+    tensors = bind(v2, req, ctx.limits)
     wanted = selected(v2, req.outputs, req.binary_output)
-    ctx = predict_context(v2.model, limits, cache)
     predictor = v2.model.predictor
     result: Inference = await (
         predictor.infer(tensors, ctx)
