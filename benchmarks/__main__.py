@@ -154,9 +154,11 @@ def run(args: argparse.Namespace) -> int:
     doc["targets"] = targets.evaluate(results)
     doc["notes"] = [
         *ctx.notes,
-        "HTTP times are client round trips (httpx, keep-alive, TCP_NODELAY) up to the last "
-        "byte of the answer, without the client's decoding; 'in service' is the service's own "
-        "request-duration histogram over the same calls",
+        "HTTP times are client round trips (http.client, keep-alive, TCP_NODELAY) up to the "
+        "last byte of the answer, without the client's decoding; the client shares the cores "
+        "with the service, so the leanest one is timed and httpx rows show what a heavier "
+        "client adds; 'in service' is the service's own request-duration histogram over the "
+        "same calls",
     ]
     print(report.table(doc))
     if args.json:

@@ -9,7 +9,6 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import numpy as np
 import orjson
 
@@ -97,7 +96,7 @@ def case_a(ctx: Context) -> Case:
         "notes": [],
     }
     server = ctx.server()
-    with http.client(server.base_url) as c, http.LeanClient(server.port) as lean:
+    with http.LeanClient(server.port) as c, http.client(server.base_url) as ref:
         modes = [
             ctx.http_mode(
                 c, "http_json_miss", "HTTP JSON, miss (new source + receivers)",
@@ -113,10 +112,10 @@ def case_a(ctx: Context) -> Case:
             ),
             ctx.floor_mode(c),
             ctx.http_mode(
-                lean, "lean_json_miss", "http.client: HTTP JSON, miss (client-cost reference)",
+                ref, "httpx_json_miss", "httpx: HTTP JSON, miss (client-cost reference)",
                 _fresh(ctx, total, N_A_RECEIVERS), binary=False, expect="miss", warmup=warm,
             ),
-            ctx.floor_mode(lean, "lean_floor", "http.client"),
+            ctx.floor_mode(ref, "httpx_floor", "httpx"),
             *_raw_modes(ctx, "", _fresh(ctx, total, N_A_RECEIVERS), fixed),
             *_torch_mode(ctx, case, "torch", _fresh(ctx, total, N_A_RECEIVERS)),
         ]  # fmt: skip
@@ -133,7 +132,7 @@ def case_b(ctx: Context) -> Case:
         reps = ctx.reps(30, 3) if n == 10_000 else ctx.reps(10, 2)
         warm = ctx.reps(2, 1)
         total = reps + warm
-        with http.client(ctx.server().base_url) as c:
+        with http.LeanClient(ctx.server().port) as c:
             modes = [
                 ctx.http_mode(
                     c, f"{n}/http_{fmt}_miss", f"{n:,} points: HTTP {fmt}, miss",
@@ -173,7 +172,7 @@ def _decoder(body: bytes, fmt: str) -> Callable[[int], object]:
     return lambda _k: http.read_arrays(body)
 
 
-def _last_body(c: httpx.Client, w: Any, n_rec: int, binary: bool) -> bytes:
+def _last_body(c: http.Client, w: Any, n_rec: int, binary: bool) -> bytes:
     """An answer of the same size as the mode's (one more request, untimed)."""
     body = http.body(w.request(w.sources(1)[0], w.receivers(n_rec)))
     r = c.post(f"/v1/models/{w.name}/predict", content=body, headers=http.headers(binary))
@@ -196,7 +195,7 @@ def case_c(ctx: Context) -> Case:
         "modes": {},
         "notes": [],
     }
-    with http.client(ctx.server().base_url) as c:
+    with http.LeanClient(ctx.server().port) as c:
         modes = [
             ctx.http_mode(c, "http_partial", "HTTP JSON, new source, trunk cached", partial,
                           binary=False, expect="partial", warmup=warm),
@@ -225,9 +224,9 @@ def case_d(ctx: Context) -> Case:
     redis, server = redis_pair(ctx)
     try:
         with (
-            http.client(server.base_url) as c,
-            http.client(main.base_url) as m,
-            http.LeanClient(server.port) as lean,
+            http.LeanClient(server.port) as c,
+            http.LeanClient(main.port) as m,
+            http.client(server.base_url) as ref,
         ):
             cache = c.get("/health/ready").json().get("cache", {})
             case["cache_backend"] = cache
@@ -242,7 +241,7 @@ def case_d(ctx: Context) -> Case:
                               _fresh(ctx, reps + warm, N_A_RECEIVERS), binary=False,
                               expect="miss", warmup=warm),
                 ctx.floor_mode(c, "http_floor_redis"),
-                ctx.http_mode(lean, "lean_redis_hit", "http.client: whole answer from Redis "
+                ctx.http_mode(ref, "httpx_redis_hit", "httpx: whole answer from Redis "
                               "(client-cost reference)", same, binary=False, expect="hit",
                               warmup=warm),
             ]  # fmt: skip
@@ -253,7 +252,7 @@ def case_d(ctx: Context) -> Case:
     return case
 
 
-def _geo_available(ctx: Context, c: httpx.Client) -> str | None:
+def _geo_available(ctx: Context, c: http.Client) -> str | None:
     """None when the service answers geometry requests, else why not."""
     assert ctx.geo is not None
     name = ctx.geo.name
@@ -272,7 +271,7 @@ def _geo_available(ctx: Context, c: httpx.Client) -> str | None:
 
 
 def _geo_http_mode(
-    c: httpx.Client, key: str, label: str, url: str, bodies: list[bytes], warmup: int
+    c: http.Client, key: str, label: str, url: str, bodies: list[bytes], warmup: int
 ) -> Mode:
     states: Counter[str] = Counter()
 
@@ -329,7 +328,7 @@ def case_e(ctx: Context) -> Case:
         Mode("query_sdf", f"signed distance of {g.n_query:,} query points (numpy)",
              lambda k: signed_distance(cached_q[k], polys)),
     ]  # fmt: skip
-    with http.client(ctx.server().base_url) as c:
+    with http.LeanClient(ctx.server().port) as c:
         why = _geo_available(ctx, c)
         if why is not None:
             case["skipped_http"] = why
@@ -449,7 +448,7 @@ def case_g(ctx: Context) -> Case:
     reps, warm = ctx.reps(5, 2), 1
     total = reps + warm
     server = ctx.server()
-    with http.client(server.base_url) as c:
+    with http.LeanClient(server.port) as c:
         for tag, n_rec, binary in (("B_100k", 1000, True), ("A", N_A_RECEIVERS, False)):
             source, receivers = w.sources(1)[0], w.receivers(n_rec)
             last: dict[str, Any] = {}

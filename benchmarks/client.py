@@ -167,3 +167,7 @@ class LeanClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# What the cases accept: the lean client is the one they time, httpx the client-cost reference.
+Client = httpx.Client | LeanClient

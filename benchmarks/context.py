@@ -167,7 +167,7 @@ class Context:
 
     def http_mode(
         self,
-        c: httpx.Client | http.LeanClient,
+        c: http.Client,
         key: str,
         label: str,
         inputs: Inputs,
@@ -236,7 +236,7 @@ class Context:
         return float(np.abs(got - want).max() / scale)
 
     def floor_mode(
-        self, c: httpx.Client | http.LeanClient, key: str = "http_floor", client: str = "httpx"
+        self, c: http.Client, key: str = "http_floor", client: str = "http.client"
     ) -> Mode:
         def call(_: int) -> None:
             c.get("/health/live").raise_for_status()

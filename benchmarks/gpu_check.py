@@ -5,8 +5,8 @@ falls back to the CPU silently, so every session's providers are read back), eve
 every model is loaded with CUDA, checked against the CPU on the same inputs, and cases A
 (5 receivers x 100 times), B (10,000 and 100,000 points) and E (2,000 query points, new and
 cached geometry) are timed with IOBinding (inputs copied in, outputs bound on the device and
-copied out once), next to the CPU. Prints one JSON document. Without a usable GPU it prints a
-JSON saying why and exits 0.
+copied out once), next to the CPU; case G puts the FDTD solver on the same GPU (torch).
+Prints one JSON document. Without a usable GPU it prints a JSON saying why and exits 0.
 """
 
 from __future__ import annotations
@@ -115,8 +115,34 @@ def check_deeponet(version_dir: Path, quick: bool) -> dict[str, Any]:
             "cpu": _time(cpu, max(3, reps // 4)),
             "field_parity_max_rel": _parity(gpu(), cpu()),
         }
+    if work.dim == 3:
+        cases["G"] = _fdtd_vs_surrogate(work, cases["B/100000"]["cuda_iobinding"]["p50_ms"])
     out["cases"] = cases
     return out
+
+
+def _fdtd_vs_surrogate(work: AcousticWorkload, surrogate_p50_ms: float) -> dict[str, Any]:
+    """Case G on the GPU: the FDTD solver (torch, CUDA) making case B's 100,000-point field
+    against the surrogate's CUDA time for the same field size."""
+    try:
+        import torch
+
+        from benchmarks.solvers import fdtd_field
+    except ImportError as exc:
+        return {"skipped": f"the solver needs torch and training/: {exc}"}
+    if not torch.cuda.is_available():
+        return {"skipped": "torch sees no CUDA device"}
+    source, receivers = work.sources(1)[0], work.receivers(1000)
+    fdtd_field(work, source, receivers, "cuda")  # warm-up: kernels, allocator
+    runs = [fdtd_field(work, source, receivers, "cuda")[1] for _ in range(3)]
+    fdtd_ms = float(np.median([r["seconds"] for r in runs])) * 1e3
+    return {
+        "points": 100_000,
+        "fdtd_cuda_ms": round(fdtd_ms, 3),
+        "fdtd": {k: v for k, v in runs[-1].items() if k != "seconds"},
+        "surrogate_cuda_iobinding_ms": surrogate_p50_ms,
+        "speedup": round(fdtd_ms / surrogate_p50_ms, 2),
+    }
 
 
 def check_enf2enf(version_dir: Path, quick: bool) -> dict[str, Any]:
@@ -195,6 +221,13 @@ def main(argv: list[str] | None = None) -> int:
         "available_providers": list(ort.get_available_providers()),
         "cpu_model": cpu_model(),
     }
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None and CUDA in ort.get_available_providers():
+        # CUDA and cuDNN from the nvidia-* wheels (as torch installs them), when present.
+        try:
+            preload()
+        except Exception as exc:  # only a hint: the sessions below say whether CUDA works
+            doc["preload_dlls"] = f"{type(exc).__name__}: {exc}"
     why = _cuda_usable()
     if why is not None:
         doc.update(gpu=False, reason=why)
