@@ -20,12 +20,11 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from app.errors import ManifestError
+from app.providers import CPU, CUDA, provider_entries
 from app.settings import Device
 
 log = logging.getLogger("fieldserve.runtime")
 
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
 
 T = TypeVar("T")
 
@@ -138,7 +137,9 @@ class Runtime:
         if self.unavailable:
             raise ManifestError(self.unavailable)
         try:
-            session = ort.InferenceSession(model, self._options(), providers=list(self.providers))
+            session = ort.InferenceSession(
+                model, self._options(), providers=provider_entries(self.providers)
+            )
         except Exception as exc:  # onnxruntime raises several unrelated types for bad graphs
             raise ManifestError(f"graph {name!r}: onnxruntime cannot load it: {exc}") from exc
         got_in = tuple(i.name for i in session.get_inputs())

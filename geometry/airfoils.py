@@ -232,31 +232,53 @@ def _segments(polylines: Sequence[ArrayLike]) -> tuple[Array, Array]:
     return a, b
 
 
-def _unsigned_distance(points: Array, polylines: Sequence[ArrayLike], chunk: int = 4096) -> Array:
+# Points per block of the point-segment loops, as a number of (point, segment) pairs: each
+# (block, K) temporary then stays in the cache (2,000 points x 160 segments: 17 ms in blocks of
+# 4,096 points, 1.9 ms in blocks of 1 MB).
+_PAIRS_PER_BLOCK = 1 << 17
+
+
+def _block(n_segments: int) -> int:
+    return max(16, _PAIRS_PER_BLOCK // max(n_segments, 1))
+
+
+def _unsigned_distance(points: Array, polylines: Sequence[ArrayLike]) -> Array:
     a, b = _segments(polylines)
     ab = b - a  # (K, 2)
-    len2 = np.maximum(np.sum(ab * ab, axis=1), 1e-300)  # (K,)
+    inv_len2 = 1.0 / np.maximum(np.sum(ab * ab, axis=1), 1e-300)  # (K,)
+    ax, ay, abx, aby = a[:, 0], a[:, 1], ab[:, 0], ab[:, 1]
     out = np.empty(len(points))
-    for s in range(0, len(points), chunk):
-        p = points[s : s + chunk, None, :]  # (n, 1, 2)
-        ap = p - a[None]  # (n, K, 2)
-        w = np.clip(np.einsum("nkd,kd->nk", ap, ab) / len2, 0.0, 1.0)  # (n, K)
-        d = ap - w[..., None] * ab[None]  # (n, K, 2)
-        out[s : s + chunk] = np.sqrt(np.min(np.einsum("nkd,nkd->nk", d, d), axis=1))
+    step = _block(len(a))
+    for s in range(0, len(points), step):
+        # Component by component and in place: a few (n, K) buffers, no (n, K, 2) ones.
+        dx = points[s : s + step, 0:1] - ax  # (n, K): p - a
+        dy = points[s : s + step, 1:2] - ay
+        w = dx * abx
+        w += dy * aby
+        w *= inv_len2
+        np.clip(w, 0.0, 1.0, out=w)  # (n, K): nearest point a + w (b - a) on each segment
+        dx -= w * abx
+        dy -= w * aby
+        dx *= dx
+        dy *= dy
+        dx += dy
+        out[s : s + step] = np.sqrt(dx.min(axis=1))
     return out
 
 
-def _inside(points: Array, polylines: Sequence[ArrayLike], chunk: int = 4096) -> NDArray[np.bool_]:
+def _inside(points: Array, polylines: Sequence[ArrayLike]) -> NDArray[np.bool_]:
     """Even-odd ray casting against every body at once (bodies do not overlap)."""
     a, b = _segments(polylines)
     out = np.empty(len(points), dtype=bool)
-    for s in range(0, len(points), chunk):
-        px = points[s : s + chunk, 0:1]  # (n, 1)
-        py = points[s : s + chunk, 1:2]
+    dy = np.where(b[:, 1] == a[:, 1], 1.0, b[:, 1] - a[:, 1])  # no division by 0 (unused)
+    slope = (b[:, 0] - a[:, 0]) / dy  # (K,)
+    step = _block(len(a))
+    for s in range(0, len(points), step):
+        px = points[s : s + step, 0:1]  # (n, 1)
+        py = points[s : s + step, 1:2]
         straddle = (a[None, :, 1] > py) != (b[None, :, 1] > py)  # (n, K)
-        dy = np.where(b[:, 1] == a[:, 1], 1.0, b[:, 1] - a[:, 1])  # no division by 0 (unused)
-        x_cross = a[:, 0] + (py - a[:, 1]) * (b[:, 0] - a[:, 0]) / dy  # (n, K)
-        out[s : s + chunk] = np.sum(straddle & (px < x_cross), axis=1) % 2 == 1
+        x_cross = a[:, 0] + (py - a[:, 1]) * slope  # (n, K)
+        out[s : s + step] = np.sum(straddle & (px < x_cross), axis=1) % 2 == 1
     return out
 
 

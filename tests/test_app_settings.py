@@ -13,7 +13,8 @@ from pydantic import ValidationError
 import app.runtime
 from app.errors import ManifestError
 from app.main import create_app
-from app.runtime import CPU, CUDA, Runtime, select_providers
+from app.providers import CPU, CUDA, provider_entries
+from app.runtime import Runtime, select_providers
 from app.settings import Settings
 
 
@@ -73,6 +74,12 @@ def test_provider_selection() -> None:
     assert select_providers("cuda", [CUDA, CPU]) == (CUDA, CPU)
     with pytest.raises(ManifestError, match="no CUDAExecutionProvider"):
         select_providers("cuda", [CPU])
+
+
+def test_cuda_sessions_are_asked_for_full_float32() -> None:
+    # TF32 would make GPU answers differ from the CPU's by 1e-3 of the field's scale.
+    assert provider_entries([CUDA, CPU]) == [(CUDA, {"use_tf32": "0"}), CPU]
+    assert provider_entries([CPU]) == [CPU]
 
 
 def test_sessions_use_the_thread_setting(tiny_acoustic: Any) -> None:
