@@ -76,6 +76,18 @@ def _raw_modes(ctx: Context, prefix: str, inputs: Inputs, fixed: F64 | None) -> 
     return modes
 
 
+def _raw_service_options_mode(ctx: Context, inputs: Inputs) -> Mode:
+    """Raw onnxruntime with the service's options (idle workers sleep instead of spinning):
+    separates what the service's own code costs from what that choice costs."""
+    pts = [ctx.work.space_time(r) for _, r in inputs]
+    raw = ctx.raw_service_options
+    return Mode(
+        "raw_ort_service_options",
+        "raw ORT, the service's session options (no spinning)",
+        lambda k: raw.field(inputs[k][0], pts[k]),
+    )
+
+
 def _fresh(ctx: Context, n: int, n_rec: int) -> list[tuple[F64, F64]]:
     """n (source, receivers) pairs, every source and every receiver set new."""
     w = ctx.work
@@ -117,6 +129,7 @@ def case_a(ctx: Context) -> Case:
             ),
             ctx.floor_mode(ref, "httpx_floor", "httpx"),
             *_raw_modes(ctx, "", _fresh(ctx, total, N_A_RECEIVERS), fixed),
+            _raw_service_options_mode(ctx, _fresh(ctx, total, N_A_RECEIVERS)),
             *_torch_mode(ctx, case, "torch", _fresh(ctx, total, N_A_RECEIVERS)),
         ]  # fmt: skip
         case["modes"] = ctx.run_modes(modes, reps, warm, block=10)

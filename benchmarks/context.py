@@ -56,6 +56,8 @@ class Context:
         self.work = AcousticWorkload(version_dir, load_manifest(version_dir), opts.seed)
         self.threads = opts.intra_op_threads or 0
         self.raw = RawDeepONet(version_dir, self.threads)
+        # The same graphs with the service's session options: what its own runs cost.
+        self.raw_service_options = RawDeepONet(version_dir, self.threads, spinning=False)
         self.serve_dir = self._serve_dir()
         self.geo: AirfoilWorkload | None = None
         geo_dir = latest_version(self.serve_dir, opts.geo_model)

@@ -16,26 +16,34 @@ F32 = NDArray[np.float32]
 CPU = ["CPUExecutionProvider"]
 
 
-def session_options(intra_op_threads: int = 0) -> ort.SessionOptions:
-    """The service's options (app/runtime.py): intra-op threads, everything else default."""
+def session_options(intra_op_threads: int = 0, spinning: bool = True) -> ort.SessionOptions:
+    """onnxruntime's defaults, as a user would have them, with the service's thread count.
+    `spinning=False` is the service's own choice (app/runtime.py): idle workers sleep."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = intra_op_threads
     opts.log_severity_level = 3
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
 
-def session(path: Path, intra_op_threads: int = 0, providers: list[Any] | None = None) -> Any:
+def session(
+    path: Path,
+    intra_op_threads: int = 0,
+    providers: list[Any] | None = None,
+    spinning: bool = True,
+) -> Any:
     return ort.InferenceSession(
-        str(path), session_options(intra_op_threads), providers=providers or CPU
+        str(path), session_options(intra_op_threads, spinning), providers=providers or CPU
     )
 
 
 class RawDeepONet:
     """branch(source) . trunk(points), as a user with onnxruntime and no service would."""
 
-    def __init__(self, version_dir: Path, intra_op_threads: int = 0) -> None:
-        self.branch = session(version_dir / "branch.onnx", intra_op_threads)
-        self.trunk = session(version_dir / "trunk.onnx", intra_op_threads)
+    def __init__(self, version_dir: Path, intra_op_threads: int = 0, spinning: bool = True) -> None:
+        self.branch = session(version_dir / "branch.onnx", intra_op_threads, spinning=spinning)
+        self.trunk = session(version_dir / "trunk.onnx", intra_op_threads, spinning=spinning)
 
     def coefficients(self, source: NDArray[Any]) -> F32:
         src = np.asarray(source, dtype=np.float32).reshape(1, -1)
