@@ -20,7 +20,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from app.errors import ManifestError
-from app.providers import CPU, CUDA, provider_entries
+from app.providers import CPU, CUDA, preload_cuda, provider_entries
 from app.settings import Device
 
 log = logging.getLogger("fieldserve.runtime")
@@ -108,6 +108,10 @@ class Runtime:
             self.unavailable: str | None = None
         except ManifestError as exc:
             self.providers, self.unavailable = (), str(exc)
+        if CUDA in self.providers:
+            said = preload_cuda()
+            if said:
+                log.info("loading CUDA libraries: %s", said)
         log.info(
             "device=%s available providers=%s requested=%s",
             device,

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from app.providers import CPU, CUDA, provider_entries
+from app.providers import CPU, CUDA, preload_cuda, provider_entries
 from benchmarks.machine import cpu_model
 from benchmarks.stats import summary
 from benchmarks.workloads import AcousticWorkload, AirfoilWorkload, latest_version, load_manifest
@@ -223,13 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         "available_providers": list(ort.get_available_providers()),
         "cpu_model": cpu_model(),
     }
-    preload = getattr(ort, "preload_dlls", None)
-    if preload is not None and CUDA in ort.get_available_providers():
-        # CUDA and cuDNN from the nvidia-* wheels (as torch installs them), when present.
-        try:
-            preload()
-        except Exception as exc:  # only a hint: the sessions below say whether CUDA works
-            doc["preload_dlls"] = f"{type(exc).__name__}: {exc}"
+    if CUDA in ort.get_available_providers():
+        said = preload_cuda()  # as the service does
+        if said:
+            doc["preload_cuda"] = said
     why = _cuda_usable()
     if why is not None:
         doc.update(gpu=False, reason=why)

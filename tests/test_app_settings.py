@@ -13,7 +13,7 @@ from pydantic import ValidationError
 import app.runtime
 from app.errors import ManifestError
 from app.main import create_app
-from app.providers import CPU, CUDA, provider_entries
+from app.providers import CPU, CUDA, preload_cuda, provider_entries
 from app.runtime import Runtime, select_providers
 from app.settings import Settings
 
@@ -80,6 +80,11 @@ def test_cuda_sessions_are_asked_for_full_float32() -> None:
     # TF32 would make GPU answers differ from the CPU's by 1e-3 of the field's scale.
     assert provider_entries([CUDA, CPU]) == [(CUDA, {"use_tf32": "0"}), CPU]
     assert provider_entries([CPU]) == [CPU]
+
+
+def test_preloading_cuda_never_raises() -> None:
+    # On a machine without CUDA it loads nothing; its report is a string either way.
+    assert isinstance(preload_cuda(), str)
 
 
 def test_sessions_use_the_thread_setting(tiny_acoustic: Any) -> None:
