@@ -202,6 +202,76 @@ def check_enf2enf(version_dir: Path, quick: bool) -> dict[str, Any]:
     return out
 
 
+def check_service(model_dir: Path, reps: int) -> dict[str, Any]:
+    """The service itself (`python -m app`) with FIELDSERVE_DEVICE=cuda beside one on the CPU:
+    the provider each reports, the same requests answered by both (binary answers, compared
+    array by array) and case A over HTTP, every call a new source and new receivers."""
+    import tempfile
+
+    from benchmarks import client as http
+    from benchmarks.server import ServerProcess
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        servers = {
+            device: ServerProcess(Path(tmp), model_dir, {"FIELDSERVE_DEVICE": device}).start()
+            for device in ("cuda", "cpu")
+        }
+        try:
+            clients = {d: http.LeanClient(s.port) for d, s in servers.items()}
+            ready = {d: c.get("/health/ready").json() for d, c in clients.items()}
+            out["providers"] = {d: r.get("execution_provider") for d, r in ready.items()}
+            parity: dict[str, float] = {}
+            a_work: AcousticWorkload | None = None  # case A: the 3-D room, as in `run`
+            for m in ready["cuda"].get("models", []):
+                version_dir = latest_version(model_dir, m["name"])
+                if version_dir is None:
+                    continue
+                manifest = load_manifest(version_dir)
+                if m["family"] == "deeponet":
+                    w = AcousticWorkload(version_dir, manifest, seed=2)
+                    request = w.request(w.sources(1)[0], w.receivers(1000))
+                    if w.dim == 3 or a_work is None:
+                        a_work = w
+                else:
+                    g = AirfoilWorkload(version_dir, manifest, seed=2)
+                    code = next(g.codes())
+                    request = g.request({"naca": code}, g.query(code))
+                answers = {
+                    d: http.decoded(
+                        c.post(
+                            f"/v1/models/{m['name']}/predict",
+                            content=http.body(request),
+                            headers=http.headers(True),
+                        )
+                    )[1]
+                    for d, c in clients.items()
+                }
+                for name, want in answers["cpu"].items():
+                    if want.dtype.kind == "f" and name in answers["cuda"]:
+                        parity[f"{m['name']}/{name}"] = _parity(answers["cuda"][name], want)
+            out["parity_max_rel"] = parity
+            out["parity_ok"] = all(v <= PARITY_RTOL for v in parity.values())
+            if a_work is not None:
+                out["A_model"] = a_work.name
+                out["A_http_miss"] = {d: _time_a(c, a_work, reps) for d, c in clients.items()}
+            for c in clients.values():
+                c.close()
+        finally:
+            for server in servers.values():
+                server.stop()
+    return out
+
+
+def _time_a(c: Any, w: AcousticWorkload, reps: int) -> dict[str, Any]:
+    from benchmarks import client as http
+
+    bodies = [http.body(w.request(s, w.receivers(5))) for s in w.sources(reps + 20)]
+    url = f"/v1/models/{w.name}/predict"
+    calls = iter(bodies)
+    return _time(lambda: c.post(url, content=next(calls)).raise_for_status(), reps, warmup=20)
+
+
 def _cuda_usable() -> str | None:
     """None when a session really gets CUDA, else why not."""
     available = ort.get_available_providers()
@@ -217,6 +287,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check", description=__doc__)
     p.add_argument("--model-dir", type=Path, default=Path("models"))
     p.add_argument("--quick", action="store_true")
+    p.add_argument(
+        "--service",
+        action="store_true",
+        help="also start the service with FIELDSERVE_DEVICE=cuda beside one on the CPU and "
+        "compare their answers (needs the service's dependencies)",
+    )
     args = p.parse_args(argv)
     doc: dict[str, Any] = {
         "onnxruntime": ort.__version__,
@@ -266,7 +342,13 @@ def main(argv: list[str] | None = None) -> int:
         ).stdout.strip()  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         doc["device"] = None
-    doc["parity_ok"] = all(m.get("parity_ok", True) for m in models.values())
+    if args.service:
+        try:
+            doc["service"] = check_service(args.model_dir, 50 if args.quick else 300)
+        except Exception as exc:  # report it beside the graph checks
+            doc["service"] = {"error": f"{type(exc).__name__}: {exc}", "parity_ok": False}
+    checks = [*models.values(), doc.get("service", {})]
+    doc["parity_ok"] = all(m.get("parity_ok", True) for m in checks)
     print(json.dumps(doc, indent=2))
     return 0 if doc["parity_ok"] else 1
 
