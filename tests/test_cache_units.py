@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -150,6 +151,30 @@ async def test_memory_store_expires_and_evicts_least_recently_used() -> None:
     await store.set("huge", bytes(10_000), ttl_s=10)  # over the whole budget: not stored
     assert await store.get("huge") is None
     assert store.status().detail["bytes"] <= store.max_bytes
+
+
+@pytest.mark.anyio
+async def test_a_restarted_redis_costs_one_failure_not_one_per_pooled_connection(
+    redis_server: RedisServer,
+) -> None:
+    store = RedisBackend(redis_server.url, timeout_s=0.5, backoff_s=0.05)
+    try:
+        # Several pooled connections, as concurrent requests leave them.
+        await asyncio.gather(*(store.set(f"fieldserve:t:1:unit:{i}", b"v", 60) for i in range(4)))
+        redis_server.kill()
+        try:
+            assert await store.get("fieldserve:t:1:unit:0") is None
+            assert store.failures == 1 and not store.status().up
+        finally:
+            redis_server.start()
+        await asyncio.sleep(0.06)  # the back-off
+        await store.check()
+        assert store.status().up
+        got = await asyncio.gather(*(store.get(f"fieldserve:t:1:unit:{i}") for i in range(4)))
+        assert got == [None] * 4  # a fresh, empty Redis, and no stale connection failed
+        assert store.failures == 1
+    finally:
+        await store.close()
 
 
 @pytest.mark.anyio

@@ -9,6 +9,7 @@ connection pool reconnects by itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -78,6 +79,7 @@ class RedisBackend:
             result = await fn()
         except Exception as exc:  # any client failure is a miss, never the request's error
             self._failed(op, exc)
+            await self._drop_idle_connections()
             return False, None
         finally:
             self._probing = False
@@ -85,6 +87,13 @@ class RedisBackend:
             log.info("redis cache %s is up", self.where)
         self._up = True
         return True, result
+
+    async def _drop_idle_connections(self) -> None:
+        # What broke one connection (Redis restarted, went away) most likely broke every
+        # pooled one: closed now, each reconnects on its next use. Otherwise each would fail
+        # once more after Redis is back, and every such failure restarts the back-off.
+        with contextlib.suppress(Exception):
+            await self._client.connection_pool.disconnect(inuse_connections=False)
 
     def _failed(self, op: str, exc: Exception) -> None:
         self.failures += 1
