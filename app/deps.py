@@ -14,11 +14,6 @@ from app.repository import ModelRepository, ModelVersion, Snapshot
 from app.settings import Settings
 
 
-async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 async def get_repository(request: Request) -> ModelRepository:
     repository: ModelRepository = request.app.state.repository
     return repository
@@ -62,7 +57,6 @@ async def get_serving(request: Request) -> Serving:
     return Serving(state.repository.snapshot, state.settings, state.cache)
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 RepositoryDep = Annotated[ModelRepository, Depends(get_repository)]
 SnapshotDep = Annotated[Snapshot, Depends(get_snapshot)]
 CacheDep = Annotated[Cache, Depends(get_cache)]

@@ -212,44 +212,16 @@ def check_service(model_dir: Path, reps: int) -> dict[str, Any]:
     from benchmarks.server import ServerProcess
 
     out: dict[str, Any] = {}
+    servers: dict[str, ServerProcess] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        servers = {
-            device: ServerProcess(Path(tmp), model_dir, {"FIELDSERVE_DEVICE": device}).start()
-            for device in ("cuda", "cpu")
-        }
         try:
+            for device in ("cuda", "cpu"):
+                settings = {"FIELDSERVE_DEVICE": device}
+                servers[device] = ServerProcess(Path(tmp), model_dir, settings).start()
             clients = {d: http.LeanClient(s.port) for d, s in servers.items()}
             ready = {d: c.get("/health/ready").json() for d, c in clients.items()}
             out["providers"] = {d: r.get("execution_provider") for d, r in ready.items()}
-            parity: dict[str, float] = {}
-            a_work: AcousticWorkload | None = None  # case A: the 3-D room, as in `run`
-            for m in ready["cuda"].get("models", []):
-                version_dir = latest_version(model_dir, m["name"])
-                if version_dir is None:
-                    continue
-                manifest = load_manifest(version_dir)
-                if m["family"] == "deeponet":
-                    w = AcousticWorkload(version_dir, manifest, seed=2)
-                    request = w.request(w.sources(1)[0], w.receivers(1000))
-                    if w.dim == 3 or a_work is None:
-                        a_work = w
-                else:
-                    g = AirfoilWorkload(version_dir, manifest, seed=2)
-                    code = next(g.codes())
-                    request = g.request({"naca": code}, g.query(code))
-                answers = {
-                    d: http.decoded(
-                        c.post(
-                            f"/v1/models/{m['name']}/predict",
-                            content=http.body(request),
-                            headers=http.headers(True),
-                        )
-                    )[1]
-                    for d, c in clients.items()
-                }
-                for name, want in answers["cpu"].items():
-                    if want.dtype.kind == "f" and name in answers["cuda"]:
-                        parity[f"{m['name']}/{name}"] = _parity(answers["cuda"][name], want)
+            parity, a_work = _served_parity(clients, ready["cuda"].get("models", []), model_dir)
             out["parity_max_rel"] = parity
             out["parity_ok"] = all(v <= PARITY_RTOL for v in parity.values())
             if a_work is not None:
@@ -261,6 +233,40 @@ def check_service(model_dir: Path, reps: int) -> dict[str, Any]:
             for server in servers.values():
                 server.stop()
     return out
+
+
+def _served_parity(
+    clients: dict[str, Any], models: list[dict[str, Any]], model_dir: Path
+) -> tuple[dict[str, float], AcousticWorkload | None]:
+    """Every served model asked the same question on CUDA and on the CPU: the largest
+    difference per float array of the answers, and the acoustic workload for case A."""
+    from benchmarks import client as http
+
+    parity: dict[str, float] = {}
+    a_work: AcousticWorkload | None = None  # case A: the 3-D room where there is one
+    for m in models:
+        version_dir = latest_version(model_dir, m["name"])
+        if version_dir is None:
+            continue
+        manifest = load_manifest(version_dir)
+        if m["family"] == "deeponet":
+            w = AcousticWorkload(version_dir, manifest, seed=2)
+            request = w.request(w.sources(1)[0], w.receivers(1000))
+            if w.dim == 3 or a_work is None:
+                a_work = w
+        else:
+            g = AirfoilWorkload(version_dir, manifest, seed=2)
+            code = next(g.codes())
+            request = g.request({"naca": code}, g.query(code))
+        url, body = f"/v1/models/{m['name']}/predict", http.body(request)
+        answers = {
+            d: http.decoded(c.post(url, content=body, headers=http.headers(True)))[1]
+            for d, c in clients.items()
+        }
+        for name, want in answers["cpu"].items():
+            if want.dtype.kind == "f" and name in answers["cuda"]:
+                parity[f"{m['name']}/{name}"] = _parity(answers["cuda"][name], want)
+    return parity, a_work
 
 
 def _time_a(c: Any, w: AcousticWorkload, reps: int) -> dict[str, Any]:

@@ -232,9 +232,9 @@ def _segments(polylines: Sequence[ArrayLike]) -> tuple[Array, Array]:
     return a, b
 
 
-# Points per block of the point-segment loops, as a number of (point, segment) pairs: each
-# (block, K) temporary then stays in the cache (2,000 points x 160 segments: 17 ms in blocks of
-# 4,096 points, 1.9 ms in blocks of 1 MB).
+# Block size of the point-segment loops, as (point, segment) pairs: each (block, K) float64
+# temporary (1 MB) then stays in the cache. Measured, 2,000 points x 160 segments: 7.3 ms in
+# blocks of 2,048 points, 1.9 ms in blocks of 1,024 or fewer.
 _PAIRS_PER_BLOCK = 1 << 17
 
 
