@@ -17,6 +17,7 @@ import pytest
 import torch
 from conftest import TinyAirfoil, tiny_airfoil_config
 
+from training.airfoils.model import EquivariantCrossAttention
 from training.airfoils.train import TrainConfig, load_model, train
 from training.cli import main
 from training.common.config import from_dict
@@ -93,6 +94,22 @@ def test_decoder_onnx_matches_torch(tiny_airfoil: TinyAirfoil, n_points: int) ->
         )[0].numpy()
     assert got[0].shape == (len(pts), 3)
     assert np.abs(got[0] - want).max() < 1e-5 * max(1.0, float(np.abs(want).max()))
+
+
+@pytest.mark.parametrize("d_pos", [2, 3], ids=["2d", "2d+sdf"])
+def test_relative_features_equal_the_direct_fourier_features(d_pos: int) -> None:
+    # net(rff(x - p_i)) through sin(a - b) = sin a cos b - cos a sin b: one sine per query,
+    # not one per (query, latent) pair, and the same numbers as forming x - p_i directly.
+    gen = torch.Generator().manual_seed(3)
+    attn = EquivariantCrossAttention(d_pos, 32, 2, 2.0, 1.0, 0.5, gen)
+    x = torch.rand(2, 50, d_pos, generator=gen) * 2 - 1
+    p = torch.rand(9, d_pos, generator=gen) * 2 - 1
+    with torch.no_grad():
+        for net, rff in ((attn.to_q, attn.rff_q), (attn.to_gb, attn.rff_v)):
+            direct = net(rff(x[:, :, None, :] - p[None, None, :, :]))  # (B, N, L, out)
+            got = attn._relative_mlp(net, rff, x, p)
+            assert got.shape == direct.shape
+            assert float((got - direct).abs().max()) <= 2e-6 * float(direct.abs().max())
 
 
 def test_inner_loop_reduces_sdf_loss_on_held_out_geometries(tiny_airfoil: TinyAirfoil) -> None:
