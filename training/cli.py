@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from training.common.config import ConfigError, from_dict, load_yaml
-from training.common.launch import is_main_process
+from training.common.launch import Launch, is_main_process
 
 # Model family -> the task package that trains it. Each package has the same modules:
 # dataset (DatasetConfig, SPLITS, generate_split), train (TrainConfig, train),
@@ -79,7 +79,8 @@ def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
         path = dataset.generate_split(
             data_cfg, out, split, device=args.device, command=_command(argv)
         )
-        print(f"{split}: {path}")
+        if is_main_process():
+            print(f"{split}: {path}")
     return 0
 
 
@@ -130,6 +131,48 @@ def cmd_export(args: argparse.Namespace, argv: list[str]) -> int:
         command=_command(argv),
     )
     print(path)
+    return 0
+
+
+def cmd_pipeline(args: argparse.Namespace, argv: list[str]) -> int:
+    from training.pipeline import check_budget, run_pipeline
+
+    cfg = _load_config(args.config)
+    for item in args.set or []:
+        _override(cfg, item)
+    if FAMILIES[cfg["family"]] != "acoustics" and Launch.from_env().world_size > 1:
+        raise ConfigError(
+            "under torchrun the pipeline shards acoustic data only: run `generate` once, "
+            "then the pipeline (or `train`) under torchrun"
+        )
+    name = cfg["dataset"]["name"]
+    budget = check_budget(args.budget_minutes, args.reserve_minutes)
+    data = Path(args.data or Path("data") / name)
+    run = Path(args.run or Path("runs") / name)
+    # Each stage records the stand-alone command that repeats it, so a manifest made by the
+    # pipeline reads like one made stage by stage.
+    config = ["--config", args.config]
+    run_pipeline(
+        cfg,
+        dataset_module=_task_module(cfg["family"], "dataset"),
+        trainer=_task_module(cfg["family"], "train"),
+        exporter=_task_module(cfg["family"], "export"),
+        data_dir=data,
+        run_dir=run,
+        models_root=Path(args.out),
+        name=args.name,
+        version=args.version,
+        device=args.device,
+        budget=budget,
+        fresh=args.fresh,
+        commands={
+            "generate": _command(
+                ["generate", FAMILIES[cfg["family"]], *config, "--out", str(data)]
+            ),
+            "train": _command(argv),
+            "export": _command(argv),
+        },
+    )
     return 0
 
 
@@ -187,6 +230,28 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--data", help="data folder for the evaluation (default data/<name>)")
     x.set_defaults(fn=cmd_export)
 
+    pl = sub.add_parser(
+        "pipeline",
+        help="generate, train, evaluate and export in one command, within a time budget",
+    )
+    pl.add_argument("--config", required=True, help="YAML config (see configs/)")
+    pl.add_argument("--device", default="auto", help="auto, cpu or cuda (solver and training)")
+    pl.add_argument("--budget-minutes", type=float, help="wall-clock budget for every stage")
+    pl.add_argument(
+        "--reserve-minutes",
+        type=float,
+        default=2.0,
+        help="part of the budget kept from training for evaluation and export (default 2)",
+    )
+    pl.add_argument("--data", help="data folder (default data/<name>)")
+    pl.add_argument("--run", help="run folder (default runs/<name>)")
+    pl.add_argument("--out", default="models", help="model repository root")
+    pl.add_argument("--name", help="model name (default: the dataset name)")
+    pl.add_argument("--version", help="version (default: next integer)")
+    pl.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    pl.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="as for train")
+    pl.set_defaults(fn=cmd_pipeline)
+
     tr = sub.add_parser(
         "export-triton",
         help="write an NVIDIA Triton model repository for an exported version (no torch)",
@@ -200,8 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    if args.command != "train" and not is_main_process():
-        return 0  # under torchrun only training is data-parallel; rank 0 does anything else
+    # Under torchrun, acoustic generation and all training are sharded over the ranks; any
+    # other command is rank 0's alone.
+    sharded = args.command in ("train", "pipeline") or getattr(args, "task", "") == "acoustics"
+    if not sharded and not is_main_process():
+        return 0
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -29,6 +29,7 @@ from geometry.rooms import Box, Room
 from training.acoustics.fdtd import FDTD
 from training.acoustics.physics import Medium, impedance_from_absorption, pulse_sigma
 from training.common.config import to_dict
+from training.common.distributed import distributed
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,9 @@ class SolverConfig:
     courant: float = 0.95
     dtype: str = "float32"
     batch: int = 16  # sources marched together
+    # Sources of each split solved again at twice the resolution to measure the data's own
+    # discretisation error (`data_error`: the largest relative L2 difference among them).
+    data_error_sources: int = 2
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "float64"):
@@ -159,11 +163,12 @@ def sources_for(cfg: DatasetConfig, split: str) -> NDArray[np.float64]:
     return np.asarray(out[:n])
 
 
-def make_solver(cfg: DatasetConfig, device: str = "cpu") -> FDTD:
+def make_solver(cfg: DatasetConfig, device: str | torch.device = "cpu", refine: int = 1) -> FDTD:
+    """The solver of the dataset; `refine` = 2 is the same grid with every cell halved."""
     dx = cfg.physics.wavelength / cfg.solver.points_per_wavelength
     return FDTD(
         cfg.build_room(),
-        dx,
+        dx / refine,  # TEMP until FDTD(refine=) lands
         medium=cfg.physics.medium,
         wall_impedance=cfg.physics.impedance,
         courant=cfg.solver.courant,
@@ -185,6 +190,35 @@ def split_path(data_dir: str | Path, split: str) -> Path:
     return Path(data_dir) / f"{split}.h5"
 
 
+def shard_path(data_dir: str | Path, split: str, rank: int, world: int) -> Path:
+    return Path(data_dir) / f"{split}.shard{rank}-of-{world}.h5"
+
+
+def data_error_indices(n_sources: int, n_check: int) -> NDArray[np.int64]:
+    """Which sources of a split are solved again at twice the resolution: spread evenly."""
+    n_check = min(n_check, n_sources)
+    if n_check <= 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(np.linspace(0, n_sources - 1, n_check).round().astype(np.int64))
+
+
+def measure_data_error(
+    cfg: DatasetConfig,
+    sources: NDArray[np.float64],
+    receivers: NDArray[np.float64],
+    coarse: NDArray[np.float32],
+    device: str | torch.device = "cpu",
+) -> NDArray[np.float64]:
+    """Relative L2 (over times x receivers) of each source's data against the same source
+    solved on the grid with every cell halved: the data's own discretisation error."""
+    fine_solver = make_solver(cfg, device, refine=2)
+    out = np.empty(len(sources))
+    for i, src in enumerate(sources):
+        fine = simulate(cfg, fine_solver, src[None], receivers)[0].astype(np.float64)  # (T, P)
+        out[i] = np.linalg.norm(coarse[i] - fine) / np.linalg.norm(fine)
+    return out
+
+
 def generate_split(
     cfg: DatasetConfig,
     data_dir: str | Path,
@@ -193,7 +227,12 @@ def generate_split(
     progress: bool = True,
     command: str = "",
 ) -> Path:
-    """Write (or finish) one split; returns the path of the completed file."""
+    """Write (or finish) one split; returns the path of the completed file.
+
+    Under torchrun every rank solves a contiguous share of the sources into its own shard
+    file (each resumable on its own); rank 0 then joins the shards in source order, measures
+    the data error and renames the result. The data do not depend on the number of ranks.
+    """
     final = split_path(data_dir, split)
     if final.exists():
         with h5py.File(final, "r") as f:
@@ -203,19 +242,60 @@ def generate_split(
             f"{final} was generated from a different config; delete it or choose another --out"
         )
     final.parent.mkdir(parents=True, exist_ok=True)
-    partial = final.with_suffix(".h5.partial")
     sources = sources_for(cfg, split)
     receivers = receivers_for(cfg)
-    solver = make_solver(cfg, device)
+    with distributed(device) as ctx:
+        solver = make_solver(cfg, ctx.device)
+        if not ctx.enabled:
+            partial = final.with_suffix(".h5.partial")
+            _solve_into(cfg, partial, split, sources, receivers, solver, command, progress)
+            _finish(cfg, partial, final, ctx.device, progress)
+            return final
+        mine = ctx.shard(len(sources))
+        shard = shard_path(data_dir, split, ctx.rank, ctx.world_size)
+        if not shard.exists():
+            part = shard.with_suffix(".h5.partial")
+            _solve_into(
+                cfg, part, split, sources[mine], receivers, solver, command,
+                progress and ctx.is_main, offset=mine.start,
+            )  # fmt: skip
+            os.replace(part, shard)
+        ctx.barrier()
+        if ctx.is_main:
+            shards = [shard_path(data_dir, split, r, ctx.world_size) for r in range(ctx.world_size)]
+            partial = final.with_suffix(".h5.partial")
+            _join(cfg, shards, partial, split, sources, receivers, solver, command)
+            _finish(cfg, partial, final, ctx.device, progress)
+            for path in shards:
+                path.unlink()
+        ctx.barrier()
+    return final
+
+
+def _solve_into(
+    cfg: DatasetConfig,
+    partial: Path,
+    split: str,
+    sources: NDArray[np.float64],
+    receivers: NDArray[np.float64],
+    solver: FDTD,
+    command: str,
+    progress: bool,
+    offset: int = 0,
+) -> None:
+    """Solve every source not yet done into `partial` (made or resumed), flushing per batch."""
     f = _open_partial(partial, cfg, split, sources, receivers, solver, command)
     try:
         done = f["done"][...]
         todo = np.flatnonzero(~done)
         batch = max(1, cfg.solver.batch)
+        desc = f"FDTD {cfg.name} {split}" + (
+            f" [{offset}:{offset + len(sources)}]" if offset else ""
+        )
         bar = tqdm(
             total=len(sources),
             initial=int(done.sum()),
-            desc=f"FDTD {cfg.name} {split}",
+            desc=desc,
             unit="src",
             disable=not progress,
         )
@@ -228,8 +308,57 @@ def generate_split(
         bar.close()
     finally:
         f.close()
+
+
+def _join(
+    cfg: DatasetConfig,
+    shards: list[Path],
+    partial: Path,
+    split: str,
+    sources: NDArray[np.float64],
+    receivers: NDArray[np.float64],
+    solver: FDTD,
+    command: str,
+) -> None:
+    """Copy the ranks' shards, in rank order, into one split file."""
+    partial.unlink(missing_ok=True)
+    f = _open_partial(partial, cfg, split, sources, receivers, solver, command)
+    try:
+        at = 0
+        for path in shards:
+            with h5py.File(path, "r") as part:
+                n = len(part["sources"])
+                if not np.array_equal(part["sources"][...], sources[at : at + n]):
+                    raise RuntimeError(f"{path} holds other sources than its share of {split}")
+                for i in range(n):  # one source at a time: a 3-D shard need not fit in memory
+                    f["pressure"][at + i] = part["pressure"][i]
+                at += n
+        if at != len(sources):
+            raise RuntimeError(f"the shards of {split} hold {at} of {len(sources)} sources")
+        f["done"][...] = True
+    finally:
+        f.close()
+
+
+def _finish(
+    cfg: DatasetConfig, partial: Path, final: Path, device: torch.device, progress: bool
+) -> None:
+    """Measure the data error on a few of the split's sources, then publish the file."""
+    with h5py.File(partial, "r+") as f:
+        if "data_error" not in f.attrs:
+            idx = data_error_indices(len(f["sources"]), cfg.solver.data_error_sources)
+            if progress and len(idx):
+                print(
+                    f"data error: {len(idx)} {f.attrs['split']} sources at twice the resolution",
+                    flush=True,
+                )
+            errors = measure_data_error(
+                cfg, f["sources"][...][idx], f["receivers"][...], f["pressure"][idx], device
+            )
+            f.attrs["data_error_sources"] = idx
+            f.attrs["data_error_per_source"] = errors
+            f.attrs["data_error"] = float(errors.max()) if len(errors) else math.nan
     os.replace(partial, final)
-    return final
 
 
 def _open_partial(

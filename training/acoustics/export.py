@@ -13,10 +13,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import h5py
 import onnx
 import torch
 
-from training.acoustics.dataset import DatasetConfig
+from training.acoustics.dataset import SPLITS, DatasetConfig, split_path
 from training.acoustics.evaluate import OnnxDeepONet, evaluate
 from training.acoustics.model import BranchGraph, DeepONet, TrunkGraph
 from training.acoustics.train import load_model
@@ -144,6 +145,30 @@ def build_manifest(
     }
 
 
+def data_errors(data_dir: Path) -> dict[str, Any]:
+    """Each split's own discretisation error (relative L2 against twice the resolution),
+    as the generator measured it."""
+    out: dict[str, Any] = {}
+    for split in SPLITS:
+        path = split_path(data_dir, split)
+        if not path.exists():
+            continue
+        with h5py.File(path, "r") as f:
+            if "data_error" in f.attrs:
+                out[split] = {
+                    "max": float(f.attrs["data_error"]),
+                    "per_source": [float(e) for e in f.attrs["data_error_per_source"]],
+                    "sources": len(f.attrs["data_error_per_source"]),
+                }
+    if out:
+        out["max"] = max(v["max"] for v in out.values())
+    out["meaning"] = (
+        "relative L2 over receivers x times of the data against the same sources solved with "
+        "every grid cell halved"
+    )
+    return out
+
+
 def export(
     run_dir: str | Path,
     models_root: str | Path = "models",
@@ -168,5 +193,6 @@ def export(
         write_json(tmp / "manifest.json", manifest)
         data = Path(data_dir) if data_dir else Path("data") / data_cfg.name
         manifest["metrics"] = evaluate(OnnxDeepONet(tmp), data, data_cfg, progress=progress)
+        manifest["data_error"] = data_errors(data)
         write_json(tmp / "manifest.json", manifest)
     return Path(models_root) / name / version

@@ -1,0 +1,124 @@
+"""Acoustic data at scale: sharded generation under torchrun, the data's own error, and the
+one-command pipeline, on tiny scenes (every stage the real one)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+from conftest import tiny_acoustic_config
+
+from training.acoustics import dataset as ds
+from training.cli import main
+from training.common.config import from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(tmp_path: Path, dim: int) -> Path:
+    path = tmp_path / f"tiny-{dim}d.yaml"
+    path.write_text(yaml.safe_dump(tiny_acoustic_config(dim)))
+    return path
+
+
+def _arrays(path: Path) -> dict[str, Any]:
+    with h5py.File(path, "r") as f:
+        out = {name: f[name][...] for name in ("sources", "receivers", "times", "pressure")}
+        out["data_error_per_source"] = f.attrs["data_error_per_source"]
+        return out
+
+
+def test_two_ranks_write_the_data_of_one_process(tmp_path: Path) -> None:
+    config = _config(tmp_path, 2)
+    common = ["generate", "acoustics", "--config", str(config), "--splits", "train", "val"]
+    assert main(["--threads", "1", *common, "--out", str(tmp_path / "one")]) == 0
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "training", "--threads", "1", *common, "--out", str(tmp_path / "two")],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    # Rank 0 speaks for the run: one line per split.
+    assert done.stdout.count("train: ") == 1 and done.stdout.count("val: ") == 1
+
+    for split in ("train", "val"):
+        one = _arrays(ds.split_path(tmp_path / "one", split))
+        two = _arrays(ds.split_path(tmp_path / "two", split))
+        assert one["pressure"].shape[0] >= 2  # both ranks had sources to solve
+        for key, value in one.items():
+            np.testing.assert_array_equal(two[key], value, err_msg=f"{split}/{key}")
+    # Only the finished splits are left: no shard, no partial file.
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["train.h5", "val.h5"]
+
+
+def test_a_finished_shard_is_kept_and_reused(tmp_path: Path) -> None:
+    """An interrupted sharded run resumes: a shard already written is not solved again."""
+    cfg = from_dict(ds.DatasetConfig, tiny_acoustic_config(2)["dataset"], "dataset")
+    sources, receivers = ds.sources_for(cfg, "val"), ds.receivers_for(cfg)
+    solver = ds.make_solver(cfg)
+    partial = tmp_path / "val.h5.partial"
+    ds._solve_into(cfg, partial, "val", sources, receivers, solver, "", progress=False)
+    with h5py.File(partial, "r") as f:
+        assert f["done"][...].all()
+        first = f["pressure"][...]
+    # Solving again finds every source done and touches nothing.
+    calls: list[int] = []
+    real = ds.simulate
+
+    def counting(*args: Any) -> Any:
+        calls.append(1)
+        return real(*args)
+
+    ds.simulate = counting  # type: ignore[assignment]
+    try:
+        ds._solve_into(cfg, partial, "val", sources, receivers, solver, "", progress=False)
+    finally:
+        ds.simulate = real  # type: ignore[assignment]
+    assert calls == []
+    with h5py.File(partial, "r") as f:
+        np.testing.assert_array_equal(f["pressure"][...], first)
+
+
+@pytest.mark.parametrize("dim", [2, 3], ids=["2d", "3d"])
+def test_the_data_carry_their_own_error(tmp_path: Path, dim: int) -> None:
+    config = _config(tmp_path, dim)
+    assert main(["generate", "acoustics", "--config", str(config), "--out", str(tmp_path),
+                 "--splits", "test"]) == 0  # fmt: skip
+    with h5py.File(ds.split_path(tmp_path, "test"), "r") as f:
+        errors = f.attrs["data_error_per_source"]
+        assert len(errors) == 2 and len(f.attrs["data_error_sources"]) == 2
+        # A real difference from the finer grid, and not a broken one: 8 points per wavelength
+        # (the tiny config) is coarse, so a few percent to a few tens of percent.
+        assert 1e-4 < float(f.attrs["data_error"]) < 0.5
+        assert float(f.attrs["data_error"]) == pytest.approx(float(errors.max()))
+
+
+def test_pipeline_end_to_end_within_a_budget(tmp_path: Path) -> None:
+    cfg = tiny_acoustic_config(2)
+    cfg["train"] = {**cfg["train"], "steps": 100000}  # the budget, not the steps, stops it
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    models = tmp_path / "models"
+    args = ["pipeline", "--config", str(config), "--device", "cpu", "--budget-minutes", "0.6",
+            "--reserve-minutes", "0.3", "--data", str(tmp_path / "data"),
+            "--run", str(tmp_path / "run"), "--out", str(models)]  # fmt: skip
+    assert main(["--threads", "1", *args]) == 0
+    manifest = json.loads((models / cfg["dataset"]["name"] / "1" / "manifest.json").read_text())
+    assert manifest["metrics"]["n_test_sources"] == 3
+    assert manifest["data_error"]["max"] > 0
+    assert set(manifest["data_error"]) >= {"train", "val", "test", "max"}
+    assert manifest["commands"]["generate"].startswith("python -m training generate acoustics")
+    assert "pipeline" in manifest["commands"]["export"]
+    assert 0 < manifest["training"]["steps"] < 100000
