@@ -1,46 +1,51 @@
 """Accuracy of an acoustic DeepONet against the FDTD solver on held-out sources.
 
 Works on an exported model version (`models/<name>/<v>`, run through onnxruntime: the numbers
-are those of what is served) or on a training run directory (torch checkpoint).
+are those of what is served) or on a training run directory (torch checkpoint). Beside the
+model, the baselines that need no training (training/acoustics/baselines.py) are scored on the
+same sources, each with its spread over sources, and the bytes each answer needs are compared:
+the model's graphs against the stored training fields the baselines read.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
+from training.acoustics.baselines import baseline_predictions
 from training.acoustics.dataset import (
-    AcousticSplit,
     DatasetConfig,
     generate_split,
     load_split,
     split_path,
 )
+from training.acoustics.metrics import (
+    FieldModel,
+    predict,
+    rel_l2_per_source,
+    rmse_norm,
+    spread,
+)
 from training.common.config import from_dict
-
-
-class FieldModel(Protocol):
-    def coefficients(self, sources: np.ndarray) -> np.ndarray: ...  # (S, dim) -> (S, p+1)
-    def basis(self, points: np.ndarray) -> np.ndarray: ...  # (N, dim+1) -> (N, p+1)
 
 
 class OnnxDeepONet:
     """The exported branch and trunk graphs, composed as the service composes them."""
 
     def __init__(self, model_dir: str | Path, threads: int = 0) -> None:
-        model_dir = Path(model_dir)
-        self.manifest = json.loads((model_dir / "manifest.json").read_text())
+        self.model_dir = Path(model_dir)
+        self.manifest = json.loads((self.model_dir / "manifest.json").read_text())
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         self.branch = ort.InferenceSession(
-            str(model_dir / "branch.onnx"), opts, providers=["CPUExecutionProvider"]
+            str(self.model_dir / "branch.onnx"), opts, providers=["CPUExecutionProvider"]
         )
         self.trunk = ort.InferenceSession(
-            str(model_dir / "trunk.onnx"), opts, providers=["CPUExecutionProvider"]
+            str(self.model_dir / "trunk.onnx"), opts, providers=["CPUExecutionProvider"]
         )
 
     def coefficients(self, sources: np.ndarray) -> np.ndarray:
@@ -49,44 +54,12 @@ class OnnxDeepONet:
     def basis(self, points: np.ndarray) -> np.ndarray:
         return self.trunk.run(None, {"points": points.astype(np.float32)})[0]
 
-
-def space_time_grid(receivers: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """Every (receiver, time) pair, time-major: (T * P, dim + 1), matching pressure (S, T, P)."""
-    t = np.repeat(times, len(receivers))[:, None]  # (T*P, 1)
-    x = np.tile(receivers, (len(times), 1))  # (T*P, dim)
-    return np.concatenate([x, t], axis=1)
-
-
-def predict(model: FieldModel, split: AcousticSplit, chunk: int = 65536) -> np.ndarray:
-    pts = space_time_grid(split.receivers, split.times)
-    coeff = model.coefficients(split.sources)  # (S, p+1)
-    out = np.empty((len(split.sources), len(pts)), dtype=np.float32)
-    for start in range(0, len(pts), chunk):
-        out[:, start : start + chunk] = coeff @ model.basis(pts[start : start + chunk]).T
-    return out.reshape(len(split.sources), len(split.times), len(split.receivers))  # (S, T, P)
-
-
-def rel_l2_per_source(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    axes = tuple(range(1, ref.ndim))
-    err = np.sqrt(((pred.astype(np.float64) - ref) ** 2).sum(axis=axes))
-    return err / np.sqrt((ref.astype(np.float64) ** 2).sum(axis=axes))
-
-
-def rmse_norm(pred: np.ndarray, ref: np.ndarray) -> float:
-    """Each receiver's impulse response error (RMSE over time) over its reference peak, as the
-    paper reports it; averaged over receivers and sources."""
-    diff = pred.astype(np.float64) - ref  # (S, T, P)
-    rmse = np.sqrt((diff**2).mean(axis=1))  # (S, P)
-    peak = np.abs(ref).max(axis=1)  # (S, P)
-    return float(np.mean(rmse / peak))
-
-
-def nearest_source_prediction(train: AcousticSplit, test: AcousticSplit) -> np.ndarray:
-    """The field of the nearest training source, used as the prediction: the lookup to beat."""
-    d = np.linalg.norm(
-        test.sources[:, None, :] - train.sources[None, :, :], axis=-1
-    )  # (S_test, S_train)
-    return train.pressure[d.argmin(axis=1)]  # (S_test, T, P)
+    def graph_bytes(self) -> int:
+        """What serving this model ships: every graph file the manifest names."""
+        return sum(
+            (self.model_dir / graph["file"]).stat().st_size
+            for graph in self.manifest["graphs"].values()
+        )
 
 
 def ensure_splits(
@@ -98,19 +71,37 @@ def ensure_splits(
 
 
 def evaluate(
-    model: FieldModel, data_dir: Path, cfg: DatasetConfig, progress: bool = False
+    model: FieldModel,
+    data_dir: Path,
+    cfg: DatasetConfig,
+    progress: bool = False,
+    model_bytes: int | None = None,
 ) -> dict[str, Any]:
+    """Model and baseline errors on the test sources.
+
+    Each error is reported as its mean over test sources (`rel_l2`, `baseline_<name>_rel_l2`),
+    the Student-t 95% interval of that mean (`..._ci95`, see metrics.mean_ci95), the 95th
+    percentile and the maximum over sources (`..._p95`, `..._max`).
+
+    `model_bytes` is what the model's answer needs stored; an exported version's graph files
+    are counted when it is not given, otherwise `bytes_onnx` is null.
+    """
     ensure_splits(cfg, data_dir, ("train", "test"), progress)
     test, train = load_split(data_dir, "test"), load_split(data_dir, "train")
     pred = predict(model, test)
-    per_source = rel_l2_per_source(pred, test.pressure)
-    baseline = rel_l2_per_source(nearest_source_prediction(train, test), test.pressure)
-    return {
-        "rel_l2": float(per_source.mean()),
-        "rel_l2_max": float(per_source.max()),
+    metrics: dict[str, Any] = {
+        **spread(rel_l2_per_source(pred, test.pressure), "rel_l2"),
         "rmse_norm": rmse_norm(pred, test.pressure),
-        "baseline_nearest_rel_l2": float(baseline.mean()),
+    }
+    for name, field in baseline_predictions(train.sources, train.pressure, test.sources):
+        metrics |= spread(rel_l2_per_source(field, test.pressure), f"baseline_{name}_rel_l2")
+    if model_bytes is None and isinstance(model, OnnxDeepONet):
+        model_bytes = model.graph_bytes()
+    return metrics | {
+        "bytes_onnx": model_bytes,
+        "bytes_training_fields": int(train.pressure.size) * 4,  # stored as float32
         "n_test_sources": len(test.sources),
+        "n_train_sources": len(train.sources),
         "n_receivers": len(test.receivers),
         "n_times": len(test.times),
     }
@@ -122,15 +113,23 @@ def evaluate_model_dir(
     """Evaluate an exported version or a training run directory."""
     model_dir = Path(model_dir)
     model: FieldModel
+    model_bytes: int | None = None
     if (model_dir / "manifest.json").exists():
         onnx_model = OnnxDeepONet(model_dir)
         data_cfg = onnx_model.manifest["training"]["dataset"]
         model = onnx_model
     else:
-        from training.acoustics.train import TorchDeepONet
+        # Only a run directory needs torch: imported here so evaluating an export does not.
+        from training.acoustics.checkpoint import TorchDeepONet
 
         torch_model = TorchDeepONet(model_dir)
         data_cfg = torch_model.dataset_config
         model = torch_model
+        # Parameters and buffers (the Fourier wavenumbers, the branch sensors): all the graphs
+        # would hold as constants.
+        model_bytes = sum(
+            t.numel() * t.element_size() for t in torch_model.model.state_dict().values()
+        )
     cfg = from_dict(DatasetConfig, data_cfg, "dataset")
-    return evaluate(model, Path(data_dir) if data_dir else Path("data") / cfg.name, cfg, progress)
+    data = Path(data_dir) if data_dir else Path("data") / cfg.name
+    return evaluate(model, data, cfg, progress, model_bytes)

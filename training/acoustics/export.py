@@ -17,10 +17,10 @@ import h5py
 import onnx
 import torch
 
+from training.acoustics.checkpoint import load_model
 from training.acoustics.dataset import SPLITS, DatasetConfig, split_path
 from training.acoustics.evaluate import OnnxDeepONet, evaluate
 from training.acoustics.model import BranchGraph, DeepONet, TrunkGraph
-from training.acoustics.train import load_model
 from training.common.config import from_dict, to_dict
 from training.common.files import sha256_file, write_json
 from training.common.versions import staged_version
@@ -178,7 +178,7 @@ def export(
     command: str = "",
     progress: bool = True,
 ) -> Path:
-    model, ckpt = load_model(run_dir, "cpu")
+    model, ckpt = load_model(run_dir, "cpu", best=True)
     data_cfg = from_dict(DatasetConfig, ckpt["dataset_config"], "dataset")
     name = name or data_cfg.name
     with staged_version(models_root, name, version) as (tmp, version):

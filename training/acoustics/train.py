@@ -26,16 +26,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from training.acoustics.checkpoint import CHECKPOINT, TorchDeepONet, load_model
 from training.acoustics.dataset import AcousticSplit, load_split
-from training.acoustics.evaluate import predict, rel_l2_per_source
+from training.acoustics.metrics import predict, rel_l2_per_source
 from training.acoustics.model import DeepONet, DeepONetConfig
 from training.common.config import from_dict, to_dict
 from training.common.distributed import Distributed, Launch, distributed, resolve_device
 from training.common.files import atomic_path
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass
@@ -64,32 +63,6 @@ class RunState:
 
 def pick_device(name: str) -> torch.device:
     return resolve_device(name, Launch())
-
-
-class TorchDeepONet:
-    """A checkpointed model behind the same numpy interface as the exported graphs."""
-
-    def __init__(
-        self,
-        run_dir: str | Path | None = None,
-        model: DeepONet | None = None,
-        device: str | torch.device = "cpu",
-    ) -> None:
-        self.dataset_config: dict[str, Any] = {}
-        if model is None:
-            model, ckpt = load_model(run_dir or ".", device)
-            self.dataset_config = ckpt["dataset_config"]
-        self.model, self.device = model, torch.device(device)
-
-    @torch.no_grad()
-    def coefficients(self, sources: np.ndarray) -> np.ndarray:
-        src = torch.as_tensor(sources, dtype=torch.float32, device=self.device)
-        return self.model.branch_coefficients(src).cpu().numpy()
-
-    @torch.no_grad()
-    def basis(self, points: np.ndarray) -> np.ndarray:
-        pts = torch.as_tensor(points, dtype=torch.float32, device=self.device)
-        return self.model.trunk_basis(pts).cpu().numpy()
 
 
 def validate(
@@ -127,6 +100,7 @@ def save_checkpoint(
     train_cfg: TrainConfig,
     data_cfg: dict[str, Any],
     data_command: str,
+    best: dict[str, torch.Tensor] | None = None,
 ) -> None:
     payload = {
         "family": "deeponet",
@@ -135,24 +109,15 @@ def save_checkpoint(
         "dataset_config": data_cfg,
         "data_command": data_command,
         "model": model.state_dict(),
+        # The weights of the best validation so far: what a run stopped by its time budget
+        # exports, whatever its last steps did.
+        "best_model": best if best is not None else model.state_dict(),
         "optimizer": opt.state_dict(),
         "state": to_dict(state),
         "rng": {"batches": gen.get_state()},
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-
-
-def load_model(
-    run_dir: str | Path, device: str | torch.device = "cpu"
-) -> tuple[DeepONet, dict[str, Any]]:
-    ckpt_path = Path(run_dir) / CHECKPOINT
-    if not ckpt_path.exists():
-        raise FileNotFoundError(f"no {CHECKPOINT} in {run_dir}: train first")
-    ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-    model = DeepONet(from_dict(DeepONetConfig, ckpt["model_config"], "model_config"))
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), ckpt
 
 
 def train(
@@ -208,10 +173,12 @@ def _train(
         if {**to_dict(saved_train), "steps": 0} != {**to_dict(train_cfg), "steps": 0}:
             raise SystemExit(f"{ckpt_path} was trained with a different train config; use --fresh")
         state = from_dict(RunState, ckpt["state"], "state")
+        best = ckpt.get("best_model")
         log.info("resuming %s at step %d", ckpt_path, state.step)
     else:
         model = DeepONet(model_config_for(model_cfg, train_split)).to(dev)
         ckpt = None
+        best = None
     opt = torch.optim.AdamW(
         model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay
     )
@@ -294,7 +261,9 @@ def _train(
             state.history.append(
                 {"step": state.step, "loss": running / max(running_n, 1), "val_rel_l2": val}
             )
-            state.best_val = min(state.best_val, val)
+            if val < state.best_val:
+                state.best_val = val
+                best = {k: v.detach().clone() for k, v in model.state_dict().items()}
             bar.set_postfix(loss=f"{running / max(running_n, 1):.3g}", val_rel_l2=f"{val:.4f}")
         if validating:
             running, running_n = 0.0, 0
@@ -311,6 +280,7 @@ def _train(
                 train_cfg,
                 train_split.config,
                 str(train_split.attrs.get("command", "")),
+                best,
             )
         if validating or checkpointing:
             ctx.barrier()  # the other ranks wait for rank 0's validation and checkpoint

@@ -1,0 +1,55 @@
+"""A training run's checkpoint, and the checkpointed model behind the numpy interface that
+evaluation shares with the exported graphs (so evaluation need not import the trainer)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from training.acoustics.model import DeepONet, DeepONetConfig
+from training.common.config import from_dict
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def load_model(
+    run_dir: str | Path, device: str | torch.device = "cpu", best: bool = False
+) -> tuple[DeepONet, dict[str, Any]]:
+    """The model of a run: its latest weights (to resume), or with `best` the weights of its
+    best validation so far (to evaluate and export)."""
+    ckpt_path = Path(run_dir) / CHECKPOINT
+    if not ckpt_path.exists():
+        raise FileNotFoundError(f"no {CHECKPOINT} in {run_dir}: train first")
+    ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+    model = DeepONet(from_dict(DeepONetConfig, ckpt["model_config"], "model_config"))
+    model.load_state_dict(ckpt.get("best_model", ckpt["model"]) if best else ckpt["model"])
+    return model.to(device).eval(), ckpt
+
+
+class TorchDeepONet:
+    """A checkpointed model behind the same numpy interface as the exported graphs."""
+
+    def __init__(
+        self,
+        run_dir: str | Path | None = None,
+        model: DeepONet | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.dataset_config: dict[str, Any] = {}
+        if model is None:
+            model, ckpt = load_model(run_dir or ".", device, best=True)
+            self.dataset_config = ckpt["dataset_config"]
+        self.model, self.device = model, torch.device(device)
+
+    @torch.no_grad()
+    def coefficients(self, sources: np.ndarray) -> np.ndarray:
+        src = torch.as_tensor(sources, dtype=torch.float32, device=self.device)
+        return self.model.branch_coefficients(src).cpu().numpy()
+
+    @torch.no_grad()
+    def basis(self, points: np.ndarray) -> np.ndarray:
+        pts = torch.as_tensor(points, dtype=torch.float32, device=self.device)
+        return self.model.trunk_basis(pts).cpu().numpy()
