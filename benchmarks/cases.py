@@ -478,6 +478,13 @@ def case_g(ctx: Context) -> Case:
                 ctx.http_mode(c, f"{tag}/http_{fmt}_miss", f"{n_rec * 100:,} points: HTTP "
                               f"{fmt}, miss", _fresh(ctx, total, n_rec), binary=binary,
                               expect="miss", warmup=warm, check=False, n_points=n_rec * 100),
+                # A new source at receivers asked before: the trunk's basis comes from the
+                # cache, so only the branch and one product run (the moving-source case).
+                ctx.http_mode(c, f"{tag}/http_{fmt}_trunk_cached", f"{n_rec * 100:,} points: "
+                              f"HTTP {fmt}, new source, trunk cached",
+                              [(s, receivers) for s in w.sources(total)], binary=binary,
+                              expect="partial", warmup=warm, check=False,
+                              n_points=n_rec * 100),
                 *_raw_modes(ctx, f"{tag}/", _fresh(ctx, total, n_rec), None),
             ]  # fmt: skip
             rows = ctx.run_modes(modes, reps, warm, block=1)
@@ -486,6 +493,9 @@ def case_g(ctx: Context) -> Case:
             solver.update(
                 {k: v for k, v in last["info"].items() if k != "seconds"},
                 **_speedups(solver, rows[f"{tag}/http_{fmt}_miss"], rows[f"{tag}/raw_ort"]),
+                speedup_trunk_cached_vs_http=ratio(
+                    solver["p50_ms"], rows[f"{tag}/http_{fmt}_trunk_cached"]["p50_ms"]
+                ),
                 surrogate_rel_l2_vs_solver=round(rel_l2(pred, last["field"]), 4),
             )
             case["modes"].update(rows)

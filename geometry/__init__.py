@@ -1,4 +1,5 @@
-"""Torch-free foundation shared by training/ and app/: rooms, grids, sampling (numpy only)."""
+"""Torch-free foundation shared by training/ and app/: rooms, scenes, grids, sampling (numpy
+only)."""
 
 from geometry.airfoils import (
     BOX,
@@ -13,11 +14,16 @@ from geometry.airfoils import (
 )
 from geometry.grids import grid_points, lattice_in_box
 from geometry.rooms import Box, Room
+from geometry.scenes import AirRegion, Furniture, Scene, VoxelScene, scene_from_spec
 
 __all__ = [
     "BOX",
+    "AirRegion",
     "Box",
+    "Furniture",
     "Room",
+    "Scene",
+    "VoxelScene",
     "check_polylines",
     "encoder_points",
     "field_points",
@@ -26,6 +32,7 @@ __all__ = [
     "lattice_in_box",
     "naca4",
     "parse_naca",
+    "scene_from_spec",
     "signed_distance",
     "two_element",
 ]

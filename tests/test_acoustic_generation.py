@@ -16,6 +16,8 @@ import pytest
 import yaml
 from conftest import tiny_acoustic_config
 
+from app.errors import InvalidInputError
+from app.families.acoustic_domain import AcousticDomain
 from training.acoustics import dataset as ds
 from training.cli import main
 from training.common.config import from_dict
@@ -106,7 +108,13 @@ def test_the_data_carry_their_own_error(tmp_path: Path, dim: int) -> None:
 
 
 def test_pipeline_end_to_end_within_a_budget(tmp_path: Path) -> None:
+    """A tiny furnished scene, from the scene file to a served version's domain."""
     cfg = tiny_acoustic_config(2)
+    dataset = cfg["dataset"]
+    del dataset["room"]
+    dataset["scene"] = str(ROOT / "configs" / "scenes" / "tiny-furnished-2d.yaml")
+    dataset["sources"] = {**dataset["sources"], "region": {"lo": [0.2, 0.35], "hi": [1.0, 1.0]},
+                          "wall_margin": 0.15}  # fmt: skip
     cfg["train"] = {**cfg["train"], "steps": 100000}  # the budget, not the steps, stops it
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(cfg))
@@ -122,3 +130,9 @@ def test_pipeline_end_to_end_within_a_budget(tmp_path: Path) -> None:
     assert manifest["commands"]["generate"].startswith("python -m training generate acoustics")
     assert "pipeline" in manifest["commands"]["export"]
     assert 0 < manifest["training"]["steps"] < 100000
+    # The service checks requests against the scene itself: the table is not air.
+    domain = AcousticDomain.from_manifest(manifest["domain"])
+    assert manifest["domain"]["scene"]["name"] == "tiny-furnished-2d"
+    with pytest.raises(InvalidInputError, match="table"):
+        domain.check_source(np.array([0.75, 0.6]))
+    assert domain.check_source(np.array([0.4, 0.9])) == []

@@ -1,9 +1,11 @@
 """The region an acoustic model was trained on, and the policy for requests outside it.
 
-Hard errors (422) are requests with no physical meaning: a source or receiver inside a wall
-or outside the room. Soft ones (warnings) are meaningful requests the network was not trained
-for: a source outside the trained region or nearer a wall than the trained margin, times
-outside the trained window. The model still answers those; the client is told.
+Hard errors (422) are requests with no physical meaning: a source or receiver inside a wall,
+inside a piece of furniture or outside the room. The room is the manifest's `scene` (boxes
+with furniture, or a voxelised mesh) when it has one, else its `room` (older manifests).
+Soft ones (warnings) are meaningful requests the network was not trained for: a source
+outside the trained region or nearer a wall than the trained margin, times outside the
+trained window. The model still answers those; the client is told.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ from numpy.typing import NDArray
 
 from app.errors import InvalidInputError, ManifestError
 from app.families.base import Notice
-from geometry import Box, Room, grid_points
+from geometry import AirRegion, Box, Room, Scene, VoxelScene, grid_points, scene_from_spec
+
+
+def _where(room: AirRegion, point: NDArray[np.float64]) -> str:
+    """Why a point is not in the air, as precisely as the room can say."""
+    if isinstance(room, Scene | VoxelScene):
+        return room.describe(point)  # a scene names the piece of furniture
+    return "inside a wall" if bool(room.bounds.contains(point)) else "outside the room"
 
 
 def _fmt(values: NDArray[np.float64] | tuple[float, ...]) -> str:
@@ -35,7 +44,7 @@ class GridPoints:
 
 @dataclass(frozen=True)
 class AcousticDomain:
-    room: Room
+    room: AirRegion  # a Room, a Scene or a VoxelScene
     source_region: Box
     wall_margin: float
     time_window: tuple[float, float]
@@ -46,10 +55,25 @@ class AcousticDomain:
 
     @classmethod
     def from_manifest(cls, domain: Mapping[str, Any]) -> AcousticDomain:
+        room: AirRegion
         try:
-            room = Room.from_spec(domain["room"])
-            region = Box.from_spec(domain["source_region"])
-            margin = float(domain["wall_margin"])
+            if "scene" in domain:
+                scene = scene_from_spec(domain["scene"])
+                # The domain's own region and margin win (what training sampled); a scene's
+                # are the fallback.
+                region = (
+                    Box.from_spec(domain["source_region"])
+                    if "source_region" in domain
+                    else scene.source_region
+                )
+                margin_value = domain.get("wall_margin", scene.wall_margin)
+                if region is None or margin_value is None:
+                    raise KeyError("source_region and wall_margin, in the domain or its scene")
+                room, margin = scene, float(margin_value)
+            else:
+                room = Room.from_spec(domain["room"])
+                region = Box.from_spec(domain["source_region"])
+                margin = float(domain["wall_margin"])
             t0, t1 = (float(t) for t in domain["time_window"])
             dim = int(domain.get("dim", room.dim))
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
@@ -66,11 +90,9 @@ class AcousticDomain:
     def check_source(self, source: NDArray[np.float64]) -> list[Notice]:
         distance = float(self.room.wall_distance(source[None, :])[0])
         if distance <= 0.0:
-            inside_box = bool(self.room.bounds.contains(source))
-            where = "inside a wall" if inside_box else "outside the room"
             raise InvalidInputError(
-                f"source {_fmt(source)} is {where}: sound sources must be in the air of the "
-                f"room {_fmt(self.room.size)} m",
+                f"source {_fmt(source)} is {_where(self.room, source)}: sound sources must be "
+                f"in the air of the room {_fmt(self.room.size)} m",
                 "source",
             )
         notices = []
@@ -103,7 +125,8 @@ class AcousticDomain:
             first = int(np.argmax(bad))
             raise InvalidInputError(
                 f"{int(bad.sum())} source(s) are inside a wall or outside the room, the first "
-                f"{field}[{first}] = {_fmt(sources[first])}",
+                f"{field}[{first}] = {_fmt(sources[first])} is "
+                f"{_where(self.room, sources[first])}",
                 field,
             )
         notices = []
@@ -135,7 +158,8 @@ class AcousticDomain:
             first = int(np.argmax(bad))
             raise InvalidInputError(
                 f"{int(bad.sum())} receiver(s) are inside a wall or outside the room, the first "
-                f"{field}[{first}] = {_fmt(receivers[first])}",
+                f"{field}[{first}] = {_fmt(receivers[first])} is "
+                f"{_where(self.room, receivers[first])}",
                 field,
             )
 

@@ -9,6 +9,7 @@ finished file is never half written.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -26,6 +27,7 @@ from tqdm import tqdm
 
 from geometry.grids import grid_points, lattice_in_box
 from geometry.rooms import Box, Room
+from geometry.scenes import Scene, VoxelScene, scene_from_spec
 from training.acoustics.fdtd import FDTD
 from training.acoustics.physics import Medium, impedance_from_absorption, pulse_sigma
 from training.common.config import to_dict
@@ -109,25 +111,50 @@ class SourceConfig:
 @dataclass
 class DatasetConfig:
     name: str
-    room: dict[str, Any]
+    # The room: a `Room` spec (box, l_shape, obstacle, explicit solids), or instead `scene`:
+    # the path of a scene file (boxes with furniture and per-surface absorption, or a mesh
+    # to voxelise; see geometry/scenes.py and training/acoustics/meshes.py) or a scene spec.
+    room: dict[str, Any] = field(default_factory=dict)
+    scene: str | dict[str, Any] | None = None
     physics: PhysicsConfig = field(default_factory=PhysicsConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     sources: SourceConfig = field(default_factory=SourceConfig)
 
-    def build_room(self) -> Room:
-        return Room.from_spec(self.room)
+    def __post_init__(self) -> None:
+        if bool(self.room) == (self.scene is not None):
+            raise ValueError("dataset: give exactly one of 'room' and 'scene'")
+
+    def build_room(self) -> Room | Scene | VoxelScene:
+        if self.scene is None:
+            return Room.from_spec(self.room)
+        if isinstance(self.scene, str):
+            return _load_scene(self.scene)
+        return scene_from_spec(self.scene)
 
     def source_region(self) -> Box:
         room = self.build_room()
         if self.sources.region:
             return Box.from_spec(self.sources.region)
-        return room.bounds
+        region = getattr(room, "source_region", None)
+        return region if region is not None else room.bounds
 
     def fingerprint(self) -> str:
-        """Hash of everything that determines the data, to refuse resuming a different sweep."""
-        blob = json.dumps(to_dict(self), sort_keys=True).encode()
+        """Hash of everything that determines the data, to refuse resuming a different sweep
+        (a scene file counts by its content, not its path)."""
+        fields = to_dict(self)
+        if isinstance(self.scene, str):
+            fields["scene"] = self.build_room().to_spec()
+        blob = json.dumps(fields, sort_keys=True).encode()
         return hashlib.blake2b(blob, digest_size=8).hexdigest()
+
+
+@functools.cache
+def _load_scene(path: str) -> Scene | VoxelScene:
+    """A scene file, read (and a mesh voxelised) once per process."""
+    from training.acoustics.meshes import load_scene
+
+    return load_scene(path)
 
 
 def receivers_for(cfg: DatasetConfig) -> NDArray[np.float64]:
@@ -168,12 +195,13 @@ def make_solver(cfg: DatasetConfig, device: str | torch.device = "cpu", refine: 
     dx = cfg.physics.wavelength / cfg.solver.points_per_wavelength
     return FDTD(
         cfg.build_room(),
-        dx / refine,  # TEMP until FDTD(refine=) lands
+        dx,
         medium=cfg.physics.medium,
         wall_impedance=cfg.physics.impedance,
         courant=cfg.solver.courant,
         device=device,
         dtype=getattr(torch, cfg.solver.dtype),
+        refine=refine,
     )
 
 

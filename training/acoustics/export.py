@@ -17,6 +17,8 @@ import h5py
 import onnx
 import torch
 
+from geometry.rooms import Room
+from geometry.scenes import Scene, VoxelScene
 from training.acoustics.checkpoint import load_model
 from training.acoustics.dataset import SPLITS, DatasetConfig, split_path
 from training.acoustics.evaluate import OnnxDeepONet, evaluate
@@ -57,6 +59,22 @@ def export_graphs(model: DeepONet, out_dir: Path) -> None:
         onnx.checker.check_model(str(out_dir / f"{name}.onnx"))
 
 
+def _walls(room: Room | Scene | VoxelScene, absorption: float | None) -> str:
+    if isinstance(room, Room):
+        return f"walls absorbing {absorption}"
+    return "absorption per surface: " + ", ".join(
+        f"{name} {alpha:g}" for name, alpha in sorted(room.materials.items())
+    )
+
+
+def _room_spec(room: Room | Scene | VoxelScene) -> dict[str, Any]:
+    """A scene travels whole (furniture, materials, voxels), so the service checks requests
+    against it; the room's size stays under `room` for readers that know only that."""
+    if isinstance(room, Room):
+        return {"room": room.to_spec()}
+    return {"scene": room.to_spec(), "room": {"name": room.name, "size": list(room.size)}}
+
+
 def build_manifest(
     model: DeepONet, ckpt: dict[str, Any], name: str, version: str, command: str
 ) -> dict[str, Any]:
@@ -74,7 +92,7 @@ def build_manifest(
         "task": "acoustics",
         "description": (
             f"Sound pressure of a Gaussian pulse source anywhere in a {cfg.dim}-D "
-            f"{room.name} room (walls absorbing {data.physics.absorption}), "
+            f"{room.name} room ({_walls(room, data.physics.absorption)}), "
             f"t in [0, {data.output.t_max}] s, up to {data.physics.fmax:g} Hz"
         ),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -114,7 +132,7 @@ def build_manifest(
         "outputs": [{"name": "pressure", "dtype": "float32", "shape": [-1, -1], "units": "Pa"}],
         "domain": {
             "dim": cfg.dim,
-            "room": room.to_spec(),
+            **_room_spec(room),
             "source_region": region.to_spec(),
             "wall_margin": data.sources.wall_margin,
             "time_window": [0.0, data.output.t_max],

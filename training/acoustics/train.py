@@ -77,7 +77,8 @@ def validate(
 def model_config_for(base: dict[str, Any], split: AcousticSplit) -> DeepONetConfig:
     data_cfg = split.config
     physics = data_cfg["physics"]
-    room_size = tuple(float(v) for v in data_cfg["room"]["size"])
+    # The room as the generator built it (a Room or a scene spec; both carry `size`).
+    room_size = tuple(float(v) for v in json.loads(split.attrs["room"])["size"])
     p_scale = float(np.sqrt(np.mean(split.pressure.astype(np.float64) ** 2)))
     merged = {
         **base,
