@@ -33,7 +33,7 @@ def fdtd_field(
     t0 = time.perf_counter()
     solver = make_solver(cfg, device)
     t1 = time.perf_counter()
-    p0 = solver.gaussian_pulse(source[None, :], cfg.physics.sigma)
+    p0 = solver.gaussian_pulse(source[None, :], cfg.physics.sigma, taper=cfg.physics.source_taper)
     t2 = time.perf_counter()
     result = solver.run(p0, work.output_dt, int(steps.max()) + 1, receivers=receivers)
     field = result.pressure[0].double().cpu().numpy()[steps].T  # (receivers, times)

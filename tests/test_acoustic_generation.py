@@ -15,9 +15,12 @@ import numpy as np
 import pytest
 import yaml
 from conftest import tiny_acoustic_config
+from fastapi.testclient import TestClient
 
 from app.errors import InvalidInputError
 from app.families.acoustic_domain import AcousticDomain
+from app.main import create_app
+from app.settings import Settings
 from training.acoustics import dataset as ds
 from training.cli import main
 from training.common.config import from_dict
@@ -136,3 +139,20 @@ def test_pipeline_end_to_end_within_a_budget(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="table"):
         domain.check_source(np.array([0.75, 0.6]))
     assert domain.check_source(np.array([0.4, 0.9])) == []
+
+    # Over HTTP: served, the table refused by name, a grid answered only in the air.
+    url = f"/v1/models/{cfg['dataset']['name']}/predict"
+    times = {"start": 0.0, "stop": 0.005, "num": 3}
+    with TestClient(create_app(Settings(model_dir=models))) as client:
+        bad = client.post(url, json={"source": [0.75, 0.6], "receivers": [[0.4, 0.9]],
+                                     "times": times})  # fmt: skip
+        assert bad.status_code == 422 and bad.json()["field"] == "source"
+        assert "table" in bad.json()["error"]
+        bad = client.post(url, json={"source": [0.4, 0.9], "receivers": [[0.4, 0.9], [0.8, 0.6]],
+                                     "times": times})  # fmt: skip
+        assert bad.status_code == 422 and bad.json()["field"].startswith("receivers")
+        ok = client.post(url, json={"source": [0.4, 0.9], "receivers": {"grid": {"nx": 16,
+                                    "ny": 12}}, "times": times})  # fmt: skip
+        assert ok.status_code == 200, ok.text
+        kept = np.asarray(ok.json()["receivers"])
+        assert domain.room.is_air(kept).all() and len(kept) < 16 * 12
