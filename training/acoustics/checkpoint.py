@@ -4,12 +4,15 @@ evaluation shares with the exported graphs (so evaluation need not import the tr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from training.acoustics.model import DeepONet, DeepONetConfig
+
+if TYPE_CHECKING:
+    from training.acoustics.pod import TorchPod
 from training.common.config import from_dict
 
 CHECKPOINT = "checkpoint.pt"
@@ -24,6 +27,11 @@ def load_model(
     if not ckpt_path.exists():
         raise FileNotFoundError(f"no {CHECKPOINT} in {run_dir}: train first")
     ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+    if ckpt.get("kind") == "pod":
+        raise ValueError(
+            f"{ckpt_path} holds a POD-DeepONet (model.kind: pod), not a trained DeepONet: "
+            "train with --fresh or another --out"
+        )
     model = DeepONet(from_dict(DeepONetConfig, ckpt["model_config"], "model_config"))
     model.load_state_dict(ckpt.get("best_model", ckpt["model"]) if best else ckpt["model"])
     return model.to(device).eval(), ckpt
@@ -53,3 +61,23 @@ class TorchDeepONet:
     def basis(self, points: np.ndarray) -> np.ndarray:
         pts = torch.as_tensor(points, dtype=torch.float32, device=self.device)
         return self.model.trunk_basis(pts).cpu().numpy()
+
+
+def load_run(run_dir: str | Path) -> tuple[TorchDeepONet | TorchPod, int, dict[str, Any]]:
+    """A run of either kind behind the numpy interface, the bytes its graphs would hold
+    (parameters and buffers: all constants once exported), and its checkpoint."""
+    from training.acoustics.pod import TorchPod, load_pod
+
+    ckpt_path = Path(run_dir) / CHECKPOINT
+    if not ckpt_path.exists():
+        raise FileNotFoundError(f"no {CHECKPOINT} in {run_dir}: train first")
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    if ckpt.get("kind") == "pod":
+        fit, _ = load_pod(ckpt_path)
+        modules: list[torch.nn.Module] = [fit.branch, fit.trunk]
+        model: TorchDeepONet | TorchPod = TorchPod(fit)
+    else:
+        net, _ = load_model(run_dir, best=True)
+        modules, model = [net], TorchDeepONet(model=net)
+    n_bytes = sum(t.numel() * t.element_size() for m in modules for t in m.state_dict().values())
+    return model, n_bytes, ckpt

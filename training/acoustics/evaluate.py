@@ -120,16 +120,10 @@ def evaluate_model_dir(
         model = onnx_model
     else:
         # Only a run directory needs torch: imported here so evaluating an export does not.
-        from training.acoustics.checkpoint import TorchDeepONet
+        from training.acoustics.checkpoint import load_run
 
-        torch_model = TorchDeepONet(model_dir)
-        data_cfg = torch_model.dataset_config
-        model = torch_model
-        # Parameters and buffers (the Fourier wavenumbers, the branch sensors): all the graphs
-        # would hold as constants.
-        model_bytes = sum(
-            t.numel() * t.element_size() for t in torch_model.model.state_dict().values()
-        )
+        model, model_bytes, ckpt = load_run(model_dir)
+        data_cfg = ckpt["dataset_config"]
     cfg = from_dict(DatasetConfig, data_cfg, "dataset")
     data = Path(data_dir) if data_dir else Path("data") / cfg.name
     return evaluate(model, data, cfg, progress, model_bytes)

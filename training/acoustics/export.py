@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,11 @@ import torch
 
 from geometry.rooms import Room
 from geometry.scenes import Scene, VoxelScene
-from training.acoustics.checkpoint import load_model
+from training.acoustics.checkpoint import CHECKPOINT, load_model
 from training.acoustics.dataset import SPLITS, DatasetConfig, split_path
 from training.acoustics.evaluate import OnnxDeepONet, evaluate
 from training.acoustics.model import BranchGraph, DeepONet, TrunkGraph
+from training.acoustics.pod import PodFit, export_pod_graphs, load_pod
 from training.common.config import from_dict, to_dict
 from training.common.files import sha256_file, write_json
 from training.common.versions import staged_version
@@ -75,15 +77,68 @@ def _room_spec(room: Room | Scene | VoxelScene) -> dict[str, Any]:
     return {"scene": room.to_spec(), "room": {"name": room.name, "size": list(room.size)}}
 
 
+@dataclass(frozen=True)
+class Graphs:
+    """What differs between the two kinds of acoustic DeepONet in their manifests."""
+
+    dim: int
+    k: int  # columns of both factors: p basis functions + the bias column
+    branch_computes: str
+    trunk_computes: str
+    training: dict[str, Any]
+
+
+def deeponet_graphs(model: DeepONet, ckpt: dict[str, Any]) -> Graphs:
+    state = ckpt["state"]
+    return Graphs(
+        dim=model.cfg.dim,
+        k=model.cfg.n_basis + 1,
+        branch_computes="source position -> pressure coefficients p_scale * [B_1..B_p, b0]",
+        trunk_computes="space-time points -> basis functions [T_1..T_p, 1]",
+        training={
+            "kind": "deeponet",
+            "steps": state["step"],
+            "seconds": round(state["seconds"], 1),
+            "best_val_rel_l2": state["best_val"],
+            "model": to_dict(model.cfg),
+            "train": ckpt["train_config"],
+        },
+    )
+
+
+def pod_graphs(fit: PodFit, ckpt: dict[str, Any]) -> Graphs:
+    state = ckpt["state"]
+    return Graphs(
+        dim=fit.config.dim,
+        k=fit.config.n_modes + 1,
+        branch_computes=(
+            "source position -> POD coefficients [c_1..c_p, 0] (Pa): a thin-plate spline over "
+            "the training sources"
+        ),
+        trunk_computes=(
+            "space-time points -> POD modes [phi_1..phi_p, 1], interpolated from a table on "
+            "the training receiver grid (multilinear) x output times "
+            f"({fit.config.time_interpolation})"
+        ),
+        training={
+            "kind": "pod",
+            "steps": 0,
+            "seconds": round(state["seconds"], 1),
+            "best_val_rel_l2": state["best_val"],
+            "model": to_dict(fit.config),
+            "report": fit.report,
+        },
+    )
+
+
 def build_manifest(
-    model: DeepONet, ckpt: dict[str, Any], name: str, version: str, command: str
+    graphs: Graphs, ckpt: dict[str, Any], name: str, version: str, command: str
 ) -> dict[str, Any]:
-    cfg = model.cfg
     data = from_dict(DatasetConfig, ckpt["dataset_config"], "dataset")
     room = data.build_room()
     region = data.source_region()
-    axes = ["x", "y", "z"][: cfg.dim]
-    k = cfg.n_basis + 1
+    dim, k = graphs.dim, graphs.k
+    axes = ["x", "y", "z"][:dim]
     state = ckpt["state"]
     return {
         "name": name,
@@ -91,7 +146,7 @@ def build_manifest(
         "family": "deeponet",
         "task": "acoustics",
         "description": (
-            f"Sound pressure of a Gaussian pulse source anywhere in a {cfg.dim}-D "
+            f"Sound pressure of a Gaussian pulse source anywhere in a {dim}-D "
             f"{room.name} room ({_walls(room, data.physics.absorption)}), "
             f"t in [0, {data.output.t_max}] s, up to {data.physics.fmax:g} Hz"
         ),
@@ -99,12 +154,12 @@ def build_manifest(
         "graphs": {
             "branch": {
                 "file": "branch.onnx",
-                "computes": "source position -> pressure coefficients p_scale * [B_1..B_p, b0]",
+                "computes": graphs.branch_computes,
                 "inputs": [
                     {
                         "name": "source",
                         "dtype": "float32",
-                        "shape": [-1, cfg.dim],
+                        "shape": [-1, dim],
                         "units": "m",
                         "axes": axes,
                     }
@@ -115,13 +170,13 @@ def build_manifest(
             },
             "trunk": {
                 "file": "trunk.onnx",
-                "computes": "space-time points -> basis functions [T_1..T_p, 1]",
+                "computes": graphs.trunk_computes,
                 "inputs": [
                     {
                         "name": "points",
                         "dtype": "float32",
-                        "shape": [-1, cfg.dim + 1],
-                        "units": ["m"] * cfg.dim + ["s"],
+                        "shape": [-1, dim + 1],
+                        "units": ["m"] * dim + ["s"],
                         "axes": [*axes, "t"],
                     }
                 ],
@@ -131,7 +186,7 @@ def build_manifest(
         "compose": "pressure[s, n] = sum_k coefficients[s, k] * basis[n, k]",
         "outputs": [{"name": "pressure", "dtype": "float32", "shape": [-1, -1], "units": "Pa"}],
         "domain": {
-            "dim": cfg.dim,
+            "dim": dim,
             **_room_spec(room),
             "source_region": region.to_spec(),
             "wall_margin": data.sources.wall_margin,
@@ -146,14 +201,7 @@ def build_manifest(
             "wall_impedance": data.physics.impedance,
         },
         "metrics": {},
-        "training": {
-            "steps": state["step"],
-            "seconds": round(state["seconds"], 1),
-            "best_val_rel_l2": state["best_val"],
-            "model": to_dict(cfg),
-            "train": ckpt["train_config"],
-            "dataset": ckpt["dataset_config"],
-        },
+        "training": {**graphs.training, "dataset": ckpt["dataset_config"]},
         "commands": {
             "generate": ckpt.get("data_command", ""),
             "train": state["commands"],
@@ -196,16 +244,26 @@ def export(
     command: str = "",
     progress: bool = True,
 ) -> Path:
-    model, ckpt = load_model(run_dir, "cpu", best=True)
+    ckpt_path = Path(run_dir) / CHECKPOINT
+    if not ckpt_path.exists():
+        raise FileNotFoundError(f"no {CHECKPOINT} in {run_dir}: train first")
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     data_cfg = from_dict(DatasetConfig, ckpt["dataset_config"], "dataset")
     name = name or data_cfg.name
     with staged_version(models_root, name, version) as (tmp, version):
-        export_graphs(model, tmp)
+        if ckpt.get("kind") == "pod":
+            fit, _ = load_pod(ckpt_path)
+            export_pod_graphs(fit, tmp)
+            graphs = pod_graphs(fit, ckpt)
+        else:
+            model, ckpt = load_model(run_dir, "cpu", best=True)
+            export_graphs(model, tmp)
+            graphs = deeponet_graphs(model, ckpt)
         # The training figures travel with the version, so a user sees how it was trained.
         for figure in ("loss.png", "field.png"):
             if (Path(run_dir) / figure).exists():
                 shutil.copyfile(Path(run_dir) / figure, tmp / figure)
-        manifest = build_manifest(model, ckpt, name, version, command)
+        manifest = build_manifest(graphs, ckpt, name, version, command)
         for graph in manifest["graphs"].values():
             graph["sha256"] = sha256_file(tmp / graph["file"])
         write_json(tmp / "manifest.json", manifest)

@@ -33,6 +33,7 @@ from training.acoustics.model import DeepONet, DeepONetConfig
 from training.common.config import from_dict, to_dict
 from training.common.distributed import Distributed, Launch, distributed, resolve_device
 from training.common.files import atomic_path
+from training.common.launch import is_main_process
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,12 @@ def train(
     progress: bool = True,
     command: str = "",
 ) -> RunState:
-    """Train (or resume) a DeepONet; under torchrun, one data-parallel rank of the run."""
+    """Train (or resume) a DeepONet; under torchrun, one data-parallel rank of the run.
+
+    `model_cfg` with `kind: pod` fits a POD-DeepONet instead (training/acoustics/pod.py): linear
+    algebra on the training fields, minutes on a CPU, no steps to resume."""
+    if model_cfg.get("kind") == "pod":
+        return _fit_pod(Path(run_dir), data_dir, model_cfg, max_minutes, progress, command)
     with distributed(device) as ctx:
         return _train(
             ctx,
@@ -145,6 +151,47 @@ def train(
             progress,
             command,
         )
+
+
+def _fit_pod(
+    run_dir: Path,
+    data_dir: str | Path,
+    model_cfg: dict[str, Any],
+    max_minutes: float | None,
+    progress: bool,
+    command: str,
+) -> RunState:
+    from training.acoustics.pod import PodConfig, fit_pod, save_pod
+
+    if not is_main_process():
+        return RunState()  # nothing to share: rank 0 fits, the others have already generated
+    cfg = from_dict(PodConfig, {k: v for k, v in model_cfg.items() if k != "kind"}, "model")
+    if max_minutes is not None:
+        cfg.max_seconds = min(cfg.max_seconds, 60.0 * max_minutes)
+    train_split, val_split = load_split(data_dir, "train"), load_split(data_dir, "val")
+    start = time.monotonic()
+    fit = fit_pod(train_split, val_split, cfg, progress=progress)
+    scan = fit.report.get("val_scan") or [{}]
+    chosen = next((r for r in scan if r.get("modes") == fit.config.n_modes), scan[-1])
+    state = RunState(
+        step=0,
+        history=scan,
+        commands=[command] if command else [],
+        best_val=float(chosen.get("val_rel_l2", math.nan)),
+        seconds=time.monotonic() - start,
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_pod(
+        run_dir / CHECKPOINT,
+        fit,
+        {
+            "dataset_config": train_split.config,
+            "data_command": str(train_split.attrs.get("command", "")),
+            "state": to_dict(state),
+        },
+    )
+    log.info("POD-DeepONet: %d modes, val rel L2 %.4f", fit.config.n_modes, state.best_val)
+    return state
 
 
 def _train(
