@@ -44,6 +44,7 @@ models: install-dev
 	$(PY) -m training generate acoustics --config configs/acoustics-room-3d.yaml
 	$(PY) -m training train --config configs/acoustics-room-3d.yaml
 	$(PY) -m training export --run runs/acoustics-room-3d
+	$(PY) -m training pipeline --config configs/acoustics-furnished-3d.yaml
 	$(PY) -m training generate airfoils --config configs/airfoil-enf2enf.yaml
 	$(PY) -m training train --config configs/airfoil-enf2enf.yaml
 	$(PY) -m training export --run runs/airfoil-enf2enf

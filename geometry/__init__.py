@@ -14,7 +14,8 @@ from geometry.airfoils import (
 )
 from geometry.grids import grid_points, lattice_in_box
 from geometry.rooms import Box, Room
-from geometry.scenes import AirRegion, Furniture, Scene, VoxelScene, scene_from_spec
+from geometry.scenes import AirRegion, Furniture, Scene, scene_from_spec
+from geometry.voxels import VoxelScene
 
 __all__ = [
     "BOX",

@@ -15,7 +15,7 @@ import yaml
 from app.errors import InvalidInputError
 from app.families.acoustic_domain import AcousticDomain
 from geometry import Scene, VoxelScene, scene_from_spec
-from geometry.scenes import wall_faces
+from geometry.voxels import wall_faces
 from training.acoustics.meshes import cell_centres, load_scene, voxelise_mesh
 
 SCENES = Path(__file__).resolve().parents[1] / "configs" / "scenes"

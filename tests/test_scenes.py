@@ -16,7 +16,7 @@ import yaml
 from app.errors import InvalidInputError
 from app.families.acoustic_domain import AcousticDomain
 from geometry import Room, Scene, VoxelScene, scene_from_spec
-from geometry.scenes import wall_faces
+from geometry.voxels import wall_faces
 
 SCENES = Path(__file__).resolve().parents[1] / "configs" / "scenes"
 TINY = {2: SCENES / "tiny-furnished-2d.yaml", 3: SCENES / "tiny-furnished-3d.yaml"}
@@ -74,14 +74,14 @@ def test_yaml_round_trip(path: Path, tmp_path: Path) -> None:
 
 def test_furnished_room_is_the_papers() -> None:
     scene = Scene.from_yaml(SCENES / "furnished-room-3d.yaml")
-    assert scene.size == (3.0, 2.5, 2.2) and scene.fmax == 500.0
+    assert scene.size == (2.4, 2.0, 2.0) and scene.fmax == 500.0
     assert {f.name for f in scene.furniture} == {"table", "sofa", "cabinet"}
     assert scene.materials["plaster"] == 0.2 and scene.surfaces["walls"] == "plaster"
-    # 16.5 m^3 minus the table 0.36, the sofa 1.224 and the cabinet 0.729.
-    assert scene.air_volume() == pytest.approx(16.5 - 0.36 - 1.224 - 0.729, abs=1e-12)
-    # Every plane on the 0.05 m step: the solver's grid can carry all of them.
+    # 9.6 m^3 minus the table 0.288, the sofa 0.576 and the cabinet 0.576.
+    assert scene.air_volume() == pytest.approx(9.6 - 0.288 - 0.576 - 0.576, abs=1e-12)
+    # Every plane on the 0.2 m step: the solver's 0.2 / 9 m grid carries all of them.
     for planes in scene.grid_planes():
-        assert np.allclose(planes / 0.05, np.round(planes / 0.05), atol=1e-9)
+        assert np.allclose(planes / 0.2, np.round(planes / 0.2), atol=1e-9)
 
 
 Edit = Callable[[dict[str, Any], int], None]
@@ -213,15 +213,15 @@ def test_surface_absorption_by_area_3d() -> None:
 def test_surface_absorption_single_faces_3d() -> None:
     scene = Scene.from_yaml(SCENES / "furnished-room-3d.yaml")
     cases = [  # (point on a face, axis, side, expected alpha)
-        ([1.5, 1.2, 0.75], 2, -1, 0.1),  # table top, solid below
-        ([1.2, 1.3, 0.4], 0, 1, 0.1),  # table side, solid beyond +x
-        ([1.0, 0.85, 0.5], 1, -1, 0.5),  # sofa front
-        ([2.55, 2.0, 1.0], 0, 1, 0.1),  # cabinet front
-        ([1.0, 2.0, 0.0], 2, -1, 0.3),  # floor
-        ([1.0, 2.0, 2.2], 2, 1, 0.15),  # ceiling
-        ([0.0, 2.0, 1.0], 0, -1, 0.2),  # wall x0
-        ([3.0, 1.0, 1.0], 0, 1, 0.2),  # wall x1, beside the cabinet
-        ([1.0, 2.5, 1.0], 1, 1, 0.2),  # wall y1
+        ([1.3, 1.1, 0.8], 2, -1, 0.1),  # table top, solid below
+        ([1.0, 1.1, 0.4], 0, 1, 0.1),  # table side, solid beyond +x
+        ([1.0, 0.6, 0.5], 1, -1, 0.5),  # sofa front
+        ([2.0, 1.6, 1.0], 0, 1, 0.1),  # cabinet front
+        ([1.0, 1.8, 0.0], 2, -1, 0.3),  # floor
+        ([1.0, 1.8, 2.0], 2, 1, 0.15),  # ceiling
+        ([0.0, 1.8, 1.0], 0, -1, 0.2),  # wall x0
+        ([2.4, 1.0, 1.0], 0, 1, 0.2),  # wall x1, beside the cabinet
+        ([1.0, 2.0, 1.0], 1, 1, 0.2),  # wall y1
     ]
     for point, axis, side, alpha in cases:
         got = scene.surface_absorption(np.asarray([point]), axis, side)

@@ -27,7 +27,8 @@ from tqdm import tqdm
 
 from geometry.grids import grid_points, lattice_in_box
 from geometry.rooms import Box, Room
-from geometry.scenes import Scene, VoxelScene, scene_from_spec
+from geometry.scenes import Scene, scene_from_spec
+from geometry.voxels import VoxelScene
 from training.acoustics.fdtd import FDTD
 from training.acoustics.physics import Medium, impedance_from_absorption, pulse_sigma
 from training.common.config import to_dict

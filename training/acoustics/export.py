@@ -19,7 +19,8 @@ import onnx
 import torch
 
 from geometry.rooms import Room
-from geometry.scenes import Scene, VoxelScene
+from geometry.scenes import Scene
+from geometry.voxels import VoxelScene
 from training.acoustics.checkpoint import CHECKPOINT, load_model
 from training.acoustics.dataset import SPLITS, DatasetConfig, split_path
 from training.acoustics.evaluate import OnnxDeepONet, evaluate

@@ -21,7 +21,8 @@ import trimesh
 from numpy.typing import NDArray
 
 from geometry.rooms import Box
-from geometry.scenes import Scene, VoxelScene, wall_faces
+from geometry.scenes import Scene
+from geometry.voxels import VoxelScene, wall_faces
 
 # Above this many cells the contains test takes minutes on a laptop; a room at fmax 500 Hz
 # and 20 points per wavelength is ~10^6, so this refuses typos (a spacing in mm), not rooms.
