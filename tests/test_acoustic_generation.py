@@ -186,6 +186,9 @@ def test_pod_pipeline_on_a_scene(tmp_path: Path, dim: int) -> None:
     assert manifest["training"]["kind"] == "pod"
     assert metrics["rel_l2"] <= metrics["baseline_linear_rel_l2"] + 1e-9
     assert metrics["rel_l2"] < metrics["baseline_nearest_rel_l2"]
+    # Between the training receivers the table trunk interpolates: reported, and still useful.
+    assert metrics["n_offgrid_sources"] == 4
+    assert metrics["rel_l2_offgrid"] < metrics["baseline_nearest_rel_l2"]
     # evaluate on the run (torch) and on the export (onnxruntime) agree.
     run_metrics = evaluate_model_dir(tmp_path / "run", tmp_path / "data")
     assert run_metrics["rel_l2"] == pytest.approx(metrics["rel_l2"], rel=1e-4)
@@ -198,3 +201,17 @@ def test_pod_pipeline_on_a_scene(tmp_path: Path, dim: int) -> None:
                               "times": [0.002, 0.004]})  # fmt: skip
         assert r.status_code == 200, r.text
         assert np.isfinite(np.asarray(r.json()["pressure"])).all()
+
+
+@pytest.mark.parametrize("dim", [2, 3], ids=["2d", "3d"])
+def test_offgrid_receivers_lie_between_the_training_ones(dim: int) -> None:
+    cfg = from_dict(ds.DatasetConfig, tiny_acoustic_config(dim)["dataset"], "dataset")
+    grid, off = ds.receivers_for(cfg), ds.receivers_for(cfg, ds.OFFGRID)
+    step = cfg.output.receiver_spacing
+    nearest = np.linalg.norm(off[:, None, :] - grid[None, :, :], axis=-1).min(axis=1)
+    # Half a step along every axis: the centre of a cell of the training grid.
+    assert len(off) > 0 and nearest.min() > 0.45 * step * np.sqrt(dim)
+    assert cfg.build_room().is_air(off).all()
+    np.testing.assert_array_equal(
+        ds.sources_for(cfg, ds.OFFGRID), ds.sources_for(cfg, "test")[: ds.N_OFFGRID]
+    )

@@ -73,7 +73,7 @@ def run_pipeline(
 
     t0 = time.monotonic()
     gen_device = _solver_device(device)
-    for split in dataset_module.SPLITS:
+    for split in (*dataset_module.SPLITS, *getattr(dataset_module, "EVAL_SPLITS", ())):
         dataset_module.generate_split(
             data_cfg, data_dir, split, device=gen_device, command=commands["generate"]
         )

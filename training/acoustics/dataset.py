@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,16 @@ from geometry.voxels import VoxelScene
 from training.acoustics.fdtd import FDTD
 from training.acoustics.physics import Medium, impedance_from_absorption, pulse_sigma
 from training.common.config import to_dict
-from training.common.distributed import distributed
+from training.common.distributed import distributed, single_process
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+# The first N_OFFGRID test sources heard at receivers between the training receivers (made on
+# demand by evaluation): a trunk must answer anywhere, not only where it was trained.
+OFFGRID = "test_offgrid"
+N_OFFGRID = 8
+EVAL_SPLITS = (OFFGRID,)  # made by the pipeline's generate stage too, on every rank
 
 
 @dataclass
@@ -162,18 +168,26 @@ def _load_scene(path: str) -> Scene | VoxelScene:
     return load_scene(path)
 
 
-def receivers_for(cfg: DatasetConfig) -> NDArray[np.float64]:
+def receivers_for(cfg: DatasetConfig, split: str = "train") -> NDArray[np.float64]:
+    """A cell-centred grid of receivers in the air; for the off-grid split the same grid
+    moved by half a step along every axis, so every receiver lies between training ones."""
     room = cfg.build_room()
     s = cfg.output.receiver_spacing
     counts = [max(1, round(length / s)) for length in room.size]
-    lo = [length / n / 2 for length, n in zip(room.size, counts, strict=True)]
-    hi = [length - length / n / 2 for length, n in zip(room.size, counts, strict=True)]
+    step = [length / n for length, n in zip(room.size, counts, strict=True)]
+    lo = [h / 2 for h in step]
+    hi = [length - h / 2 for length, h in zip(room.size, step, strict=True)]
+    if split == OFFGRID:
+        lo, counts = [h for h in step], [max(1, n - 1) for n in counts]
+        hi = [length - h for length, h in zip(room.size, step, strict=True)]
     pts = grid_points(lo, hi, counts)
     return pts[room.is_air(pts)]
 
 
 def sources_for(cfg: DatasetConfig, split: str) -> NDArray[np.float64]:
     """Training: a lattice spaced train_spacing * lambda_min; val/test: seeded uniform draws."""
+    if split == OFFGRID:
+        return sources_for(cfg, "test")[:N_OFFGRID]
     room, region = cfg.build_room(), cfg.source_region()
     margin = cfg.sources.wall_margin
     if split == "train":
@@ -259,6 +273,7 @@ def generate_split(
     device: str = "cpu",
     progress: bool = True,
     command: str = "",
+    sharded: bool = True,
 ) -> Path:
     """Write (or finish) one split; returns the path of the completed file.
 
@@ -276,13 +291,18 @@ def generate_split(
         )
     final.parent.mkdir(parents=True, exist_ok=True)
     sources = sources_for(cfg, split)
-    receivers = receivers_for(cfg)
-    with distributed(device) as ctx:
+    receivers = receivers_for(cfg, split)
+    # The off-grid split repeats test sources: their data error is the test split's.
+    n_check = 0 if split == OFFGRID else cfg.solver.data_error_sources
+    # Unsharded (`sharded=False`: one rank asking alone, e.g. evaluation under torchrun) makes
+    # no process group, so it never waits for ranks that are not there.
+    group = distributed(device) if sharded else nullcontext(single_process(device))
+    with group as ctx:
         solver = make_solver(cfg, ctx.device)
         if not ctx.enabled:
             partial = final.with_suffix(".h5.partial")
             _solve_into(cfg, partial, split, sources, receivers, solver, command, progress)
-            _finish(cfg, partial, final, ctx.device, progress)
+            _finish(cfg, partial, final, ctx.device, progress, n_check)
             return final
         mine = ctx.shard(len(sources))
         shard = shard_path(data_dir, split, ctx.rank, ctx.world_size)
@@ -298,7 +318,7 @@ def generate_split(
             shards = [shard_path(data_dir, split, r, ctx.world_size) for r in range(ctx.world_size)]
             partial = final.with_suffix(".h5.partial")
             _join(cfg, shards, partial, split, sources, receivers, solver, command)
-            _finish(cfg, partial, final, ctx.device, progress)
+            _finish(cfg, partial, final, ctx.device, progress, n_check)
             for path in shards:
                 path.unlink()
         ctx.barrier()
@@ -374,12 +394,17 @@ def _join(
 
 
 def _finish(
-    cfg: DatasetConfig, partial: Path, final: Path, device: torch.device, progress: bool
+    cfg: DatasetConfig,
+    partial: Path,
+    final: Path,
+    device: torch.device,
+    progress: bool,
+    n_check: int,
 ) -> None:
-    """Measure the data error on a few of the split's sources, then publish the file."""
+    """Measure the data error on `n_check` of the split's sources, then publish the file."""
     with h5py.File(partial, "r+") as f:
         if "data_error" not in f.attrs:
-            idx = data_error_indices(len(f["sources"]), cfg.solver.data_error_sources)
+            idx = data_error_indices(len(f["sources"]), n_check)
             if progress and len(idx):
                 print(
                     f"data error: {len(idx)} {f.attrs['split']} sources at twice the resolution",

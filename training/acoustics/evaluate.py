@@ -18,6 +18,7 @@ import onnxruntime as ort
 
 from training.acoustics.baselines import baseline_predictions
 from training.acoustics.dataset import (
+    OFFGRID,
     DatasetConfig,
     generate_split,
     load_split,
@@ -67,7 +68,7 @@ def ensure_splits(
 ) -> None:
     for split in splits:
         if not split_path(data_dir, split).exists():
-            generate_split(cfg, data_dir, split, progress=progress)
+            generate_split(cfg, data_dir, split, progress=progress, sharded=False)
 
 
 def evaluate(
@@ -95,12 +96,19 @@ def evaluate(
     }
     for name, field in baseline_predictions(train.sources, train.pressure, test.sources):
         metrics |= spread(rel_l2_per_source(field, test.pressure), f"baseline_{name}_rel_l2")
+    # Between the training receivers: where a trunk that only learned the grid would fail.
+    ensure_splits(cfg, data_dir, (OFFGRID,), progress)
+    off = load_split(data_dir, OFFGRID)
+    metrics |= spread(rel_l2_per_source(predict(model, off), off.pressure), "rel_l2_offgrid")
+    same = rel_l2_per_source(pred[: len(off.sources)], test.pressure[: len(off.sources)])
+    metrics["rel_l2_ongrid_same_sources"] = float(same.mean())
     if model_bytes is None and isinstance(model, OnnxDeepONet):
         model_bytes = model.graph_bytes()
     return metrics | {
         "bytes_onnx": model_bytes,
         "bytes_training_fields": int(train.pressure.size) * 4,  # stored as float32
         "n_test_sources": len(test.sources),
+        "n_offgrid_sources": len(off.sources),
         "n_train_sources": len(train.sources),
         "n_receivers": len(test.receivers),
         "n_times": len(test.times),

@@ -122,6 +122,12 @@ def resolve_device(name: str, launch: Launch) -> torch.device:
     return dev
 
 
+def single_process(device: str = "auto") -> Distributed:
+    """This process alone, whatever torchrun says: no group, rank 0 of 1."""
+    launch = Launch()
+    return Distributed(launch, resolve_device(device, launch), None)
+
+
 @contextmanager
 def distributed(device: str = "auto") -> Iterator[Distributed]:
     """The run's process group: NCCL on CUDA, gloo on CPU; torn down on the way out.
