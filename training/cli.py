@@ -8,6 +8,8 @@ import json
 import logging
 import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -75,12 +77,13 @@ def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
     unknown = sorted(set(args.splits or ()) - set(dataset.SPLITS))
     if unknown:
         raise ConfigError(f"--splits {unknown}: {args.task} has splits {list(dataset.SPLITS)}")
-    for split in args.splits or dataset.SPLITS:
-        path = dataset.generate_split(
-            data_cfg, out, split, device=args.device, command=_command(argv)
-        )
-        if is_main_process():
-            print(f"{split}: {path}")
+    with _process_group(args.device):
+        for split in args.splits or dataset.SPLITS:
+            path = dataset.generate_split(
+                data_cfg, out, split, device=args.device, command=_command(argv)
+            )
+            if is_main_process():
+                print(f"{split}: {path}")
     return 0
 
 
@@ -134,6 +137,18 @@ def cmd_export(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+@contextmanager
+def _process_group(device: str) -> Iterator[None]:
+    """One torchrun process group for every stage of a command (none without torchrun)."""
+    if not Launch.from_env().launched:
+        yield
+        return
+    from training.common.distributed import distributed
+
+    with distributed(device):
+        yield
+
+
 def cmd_pipeline(args: argparse.Namespace, argv: list[str]) -> int:
     from training.pipeline import check_budget, run_pipeline
 
@@ -152,27 +167,28 @@ def cmd_pipeline(args: argparse.Namespace, argv: list[str]) -> int:
     # Each stage records the stand-alone command that repeats it, so a manifest made by the
     # pipeline reads like one made stage by stage.
     config = ["--config", args.config]
-    run_pipeline(
-        cfg,
-        dataset_module=_task_module(cfg["family"], "dataset"),
-        trainer=_task_module(cfg["family"], "train"),
-        exporter=_task_module(cfg["family"], "export"),
-        data_dir=data,
-        run_dir=run,
-        models_root=Path(args.out),
-        name=args.name,
-        version=args.version,
-        device=args.device,
-        budget=budget,
-        fresh=args.fresh,
-        commands={
-            "generate": _command(
-                ["generate", FAMILIES[cfg["family"]], *config, "--out", str(data)]
-            ),
-            "train": _command(argv),
-            "export": _command(argv),
-        },
-    )
+    with _process_group(args.device):
+        run_pipeline(
+            cfg,
+            dataset_module=_task_module(cfg["family"], "dataset"),
+            trainer=_task_module(cfg["family"], "train"),
+            exporter=_task_module(cfg["family"], "export"),
+            data_dir=data,
+            run_dir=run,
+            models_root=Path(args.out),
+            name=args.name,
+            version=args.version,
+            device=args.device,
+            budget=budget,
+            fresh=args.fresh,
+            commands={
+                "generate": _command(
+                    ["generate", FAMILIES[cfg["family"]], *config, "--out", str(data)]
+                ),
+                "train": _command(argv),
+                "export": _command(argv),
+            },
+        )
     return 0
 
 

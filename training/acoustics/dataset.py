@@ -280,6 +280,11 @@ def generate_split(
     Under torchrun every rank solves a contiguous share of the sources into its own shard
     file (each resumable on its own); rank 0 then joins the shards in source order, measures
     the data error and renames the result. The data do not depend on the number of ranks.
+    A caller making several splits holds one process group around them all
+    (`training.common.distributed.distributed`), which this uses as it is: ranks that tear a
+    group down and make another after rank 0's join have been seen to miss each other.
+    `sharded=False` (one rank asking alone, e.g. evaluation under torchrun) makes no group, so
+    it never waits for ranks that are not there.
     """
     final = split_path(data_dir, split)
     if final.exists():
@@ -294,8 +299,6 @@ def generate_split(
     receivers = receivers_for(cfg, split)
     # The off-grid split repeats test sources: their data error is the test split's.
     n_check = 0 if split == OFFGRID else cfg.solver.data_error_sources
-    # Unsharded (`sharded=False`: one rank asking alone, e.g. evaluation under torchrun) makes
-    # no process group, so it never waits for ranks that are not there.
     group = distributed(device) if sharded else nullcontext(single_process(device))
     with group as ctx:
         solver = make_solver(cfg, ctx.device)
