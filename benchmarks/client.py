@@ -143,13 +143,26 @@ class LeanClient:
         import http.client
 
         self._conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        self._connect()
+
+    def _connect(self) -> None:
         self._conn.connect()
         assert self._conn.sock is not None
         self._conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _do(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> Any:
-        self._conn.request(method, url, body=body, headers=headers)
-        r = self._conn.getresponse()
+        import http.client
+
+        try:
+            self._conn.request(method, url, body=body, headers=headers)
+            r = self._conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # The server closes a keep-alive connection idle past its timeout (a solver run
+            # between two timed calls is longer): connect again, as any client does.
+            self._conn.close()
+            self._connect()
+            self._conn.request(method, url, body=body, headers=headers)
+            r = self._conn.getresponse()
         data = r.read()
         return LeanResponse(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
 
