@@ -164,8 +164,8 @@ def cmd_pipeline(args: argparse.Namespace, argv: list[str]) -> int:
     budget = check_budget(args.budget_minutes, args.reserve_minutes)
     data = Path(args.data or Path("data") / name)
     run = Path(args.run or Path("runs") / name)
-    # Each stage records the stand-alone command that repeats it, so a manifest made by the
-    # pipeline reads like one made stage by stage.
+    # The data record the stand-alone `generate` that repeats them; training and export record
+    # the pipeline command itself.
     config = ["--config", args.config]
     with _process_group(args.device):
         run_pipeline(
