@@ -73,9 +73,9 @@ def test_a_finished_shard_is_kept_and_reused(tmp_path: Path) -> None:
     """An interrupted sharded run resumes: a shard already written is not solved again."""
     cfg = from_dict(ds.DatasetConfig, tiny_acoustic_config(2)["dataset"], "dataset")
     sources, receivers = ds.sources_for(cfg, "val"), ds.receivers_for(cfg)
-    solver = ds.make_solver(cfg)
+    sweep = ds.Sweep(cfg, "val", sources, receivers, ds.make_solver(cfg), "")
     partial = tmp_path / "val.h5.partial"
-    ds._solve_into(cfg, partial, "val", sources, receivers, solver, "", progress=False)
+    ds._solve_into(partial, sweep, progress=False)
     with h5py.File(partial, "r") as f:
         assert f["done"][...].all()
         first = f["pressure"][...]
@@ -89,7 +89,7 @@ def test_a_finished_shard_is_kept_and_reused(tmp_path: Path) -> None:
 
     ds.simulate = counting  # type: ignore[assignment]
     try:
-        ds._solve_into(cfg, partial, "val", sources, receivers, solver, "", progress=False)
+        ds._solve_into(partial, sweep, progress=False)
     finally:
         ds.simulate = real  # type: ignore[assignment]
     assert calls == []

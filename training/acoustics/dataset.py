@@ -9,6 +9,7 @@ finished file is never half written.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -301,26 +302,24 @@ def generate_split(
     n_check = 0 if split == OFFGRID else cfg.solver.data_error_sources
     group = distributed(device) if sharded else nullcontext(single_process(device))
     with group as ctx:
-        solver = make_solver(cfg, ctx.device)
+        sweep = Sweep(cfg, split, sources, receivers, make_solver(cfg, ctx.device), command)
         if not ctx.enabled:
             partial = final.with_suffix(".h5.partial")
-            _solve_into(cfg, partial, split, sources, receivers, solver, command, progress)
+            _solve_into(partial, sweep, progress)
             _finish(cfg, partial, final, ctx.device, progress, n_check)
             return final
         mine = ctx.shard(len(sources))
         shard = shard_path(data_dir, split, ctx.rank, ctx.world_size)
         if not shard.exists():
             part = shard.with_suffix(".h5.partial")
-            _solve_into(
-                cfg, part, split, sources[mine], receivers, solver, command,
-                progress and ctx.is_main, offset=mine.start,
-            )  # fmt: skip
+            share = dataclasses.replace(sweep, sources=sources[mine])
+            _solve_into(part, share, progress and ctx.is_main, offset=mine.start)
             os.replace(part, shard)
         ctx.barrier()
         if ctx.is_main:
             shards = [shard_path(data_dir, split, r, ctx.world_size) for r in range(ctx.world_size)]
             partial = final.with_suffix(".h5.partial")
-            _join(cfg, shards, partial, split, sources, receivers, solver, command)
+            _join(shards, partial, sweep)
             _finish(cfg, partial, final, ctx.device, progress, n_check)
             for path in shards:
                 path.unlink()
@@ -328,24 +327,27 @@ def generate_split(
     return final
 
 
-def _solve_into(
-    cfg: DatasetConfig,
-    partial: Path,
-    split: str,
-    sources: NDArray[np.float64],
-    receivers: NDArray[np.float64],
-    solver: FDTD,
-    command: str,
-    progress: bool,
-    offset: int = 0,
-) -> None:
+@dataclass(frozen=True)
+class Sweep:
+    """What a split file is made of: the sources to solve, where to listen, and how."""
+
+    cfg: DatasetConfig
+    split: str
+    sources: NDArray[np.float64]  # (S, dim)
+    receivers: NDArray[np.float64]  # (P, dim)
+    solver: FDTD
+    command: str
+
+
+def _solve_into(partial: Path, sweep: Sweep, progress: bool, offset: int = 0) -> None:
     """Solve every source not yet done into `partial` (made or resumed), flushing per batch."""
-    f = _open_partial(partial, cfg, split, sources, receivers, solver, command)
+    cfg, sources = sweep.cfg, sweep.sources
+    f = _open_partial(partial, sweep)
     try:
         done = f["done"][...]
         todo = np.flatnonzero(~done)
         batch = max(1, cfg.solver.batch)
-        desc = f"FDTD {cfg.name} {split}" + (
+        desc = f"FDTD {cfg.name} {sweep.split}" + (
             f" [{offset}:{offset + len(sources)}]" if offset else ""
         )
         bar = tqdm(
@@ -357,7 +359,7 @@ def _solve_into(
         )
         for start in range(0, len(todo), batch):
             idx = todo[start : start + batch]
-            f["pressure"][idx] = simulate(cfg, solver, sources[idx], receivers)
+            f["pressure"][idx] = simulate(cfg, sweep.solver, sources[idx], sweep.receivers)
             f["done"][idx] = True
             f.flush()
             bar.update(len(idx))
@@ -366,31 +368,25 @@ def _solve_into(
         f.close()
 
 
-def _join(
-    cfg: DatasetConfig,
-    shards: list[Path],
-    partial: Path,
-    split: str,
-    sources: NDArray[np.float64],
-    receivers: NDArray[np.float64],
-    solver: FDTD,
-    command: str,
-) -> None:
+def _join(shards: list[Path], partial: Path, sweep: Sweep) -> None:
     """Copy the ranks' shards, in rank order, into one split file."""
     partial.unlink(missing_ok=True)
-    f = _open_partial(partial, cfg, split, sources, receivers, solver, command)
+    sources = sweep.sources
+    f = _open_partial(partial, sweep)
     try:
         at = 0
         for path in shards:
             with h5py.File(path, "r") as part:
                 n = len(part["sources"])
                 if not np.array_equal(part["sources"][...], sources[at : at + n]):
-                    raise RuntimeError(f"{path} holds other sources than its share of {split}")
+                    raise RuntimeError(
+                        f"{path} holds other sources than its share of {sweep.split}"
+                    )
                 for i in range(n):  # one source at a time: a 3-D shard need not fit in memory
                     f["pressure"][at + i] = part["pressure"][i]
                 at += n
         if at != len(sources):
-            raise RuntimeError(f"the shards of {split} hold {at} of {len(sources)} sources")
+            raise RuntimeError(f"the shards of {sweep.split} hold {at} of {len(sources)} sources")
         f["done"][...] = True
     finally:
         f.close()
@@ -422,15 +418,8 @@ def _finish(
     os.replace(partial, final)
 
 
-def _open_partial(
-    path: Path,
-    cfg: DatasetConfig,
-    split: str,
-    sources: NDArray[np.float64],
-    receivers: NDArray[np.float64],
-    solver: FDTD,
-    command: str,
-) -> h5py.File:
+def _open_partial(path: Path, sweep: Sweep) -> h5py.File:
+    cfg, sources, receivers, solver = sweep.cfg, sweep.sources, sweep.receivers, sweep.solver
     if path.exists():
         try:
             f = h5py.File(path, "r+")
@@ -465,7 +454,7 @@ def _open_partial(
     attrs = {
         "fingerprint": cfg.fingerprint(),
         "config": json.dumps(to_dict(cfg)),
-        "split": split,
+        "split": sweep.split,
         "room": json.dumps(cfg.build_room().to_spec()),
         "c": cfg.physics.c,
         "rho": cfg.physics.rho,
@@ -479,7 +468,7 @@ def _open_partial(
         "solver_dt": dt,
         "solver_substeps": substeps,
         "output_dt": cfg.output.dt,
-        "command": command,
+        "command": sweep.command,
     }
     for key, value in attrs.items():
         f.attrs[key] = value
