@@ -18,23 +18,32 @@ from training.common.config import from_dict
 CHECKPOINT = "checkpoint.pt"
 
 
-def load_model(
-    run_dir: str | Path, device: str | torch.device = "cpu", best: bool = False
-) -> tuple[DeepONet, dict[str, Any]]:
-    """The model of a run: its latest weights (to resume), or with `best` the weights of its
-    best validation so far (to evaluate and export)."""
+def read_checkpoint(run_dir: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
     ckpt_path = Path(run_dir) / CHECKPOINT
     if not ckpt_path.exists():
         raise FileNotFoundError(f"no {CHECKPOINT} in {run_dir}: train first")
-    ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+    ckpt: dict[str, Any] = torch.load(ckpt_path, map_location=device, weights_only=False)
+    return ckpt
+
+
+def deeponet_from(ckpt: dict[str, Any], best: bool = False) -> DeepONet:
+    """The DeepONet of a loaded checkpoint: its latest weights (to resume), or with `best` the
+    weights of its best validation so far (to evaluate and export)."""
     if ckpt.get("kind") == "pod":
         raise ValueError(
-            f"{ckpt_path} holds a POD-DeepONet (model.kind: pod), not a trained DeepONet: "
+            "the run holds a POD-DeepONet (model.kind: pod), not a trained DeepONet: "
             "train with --fresh or another --out"
         )
     model = DeepONet(from_dict(DeepONetConfig, ckpt["model_config"], "model_config"))
     model.load_state_dict(ckpt.get("best_model", ckpt["model"]) if best else ckpt["model"])
-    return model.to(device).eval(), ckpt
+    return model.eval()
+
+
+def load_model(
+    run_dir: str | Path, device: str | torch.device = "cpu", best: bool = False
+) -> tuple[DeepONet, dict[str, Any]]:
+    ckpt = read_checkpoint(run_dir, device)
+    return deeponet_from(ckpt, best).to(device), ckpt
 
 
 class TorchDeepONet:
@@ -66,18 +75,15 @@ class TorchDeepONet:
 def load_run(run_dir: str | Path) -> tuple[TorchDeepONet | TorchPod, int, dict[str, Any]]:
     """A run of either kind behind the numpy interface, the bytes its graphs would hold
     (parameters and buffers: all constants once exported), and its checkpoint."""
-    from training.acoustics.pod import TorchPod, load_pod
+    from training.acoustics.pod import TorchPod, pod_from
 
-    ckpt_path = Path(run_dir) / CHECKPOINT
-    if not ckpt_path.exists():
-        raise FileNotFoundError(f"no {CHECKPOINT} in {run_dir}: train first")
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(run_dir)
     if ckpt.get("kind") == "pod":
-        fit, _ = load_pod(ckpt_path)
+        fit = pod_from(ckpt)
         modules: list[torch.nn.Module] = [fit.branch, fit.trunk]
         model: TorchDeepONet | TorchPod = TorchPod(fit)
     else:
-        net, _ = load_model(run_dir, best=True)
+        net = deeponet_from(ckpt, best=True)
         modules, model = [net], TorchDeepONet(model=net)
     n_bytes = sum(t.numel() * t.element_size() for m in modules for t in m.state_dict().values())
     return model, n_bytes, ckpt

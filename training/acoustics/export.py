@@ -9,57 +9,28 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import h5py
-import onnx
-import torch
 
 from geometry.rooms import Room
 from geometry.scenes import Scene
 from geometry.voxels import VoxelScene
-from training.acoustics.checkpoint import CHECKPOINT, load_model
+from training.acoustics.checkpoint import deeponet_from, read_checkpoint
 from training.acoustics.dataset import SPLITS, DatasetConfig, split_path
 from training.acoustics.evaluate import OnnxDeepONet, evaluate
+from training.acoustics.graphs import OPSET, export_factors
 from training.acoustics.model import BranchGraph, DeepONet, TrunkGraph
-from training.acoustics.pod import PodFit, export_pod_graphs, load_pod
+from training.acoustics.pod import PodFit, export_pod_graphs, pod_from
 from training.common.config import from_dict, to_dict
 from training.common.files import sha256_file, write_json
 from training.common.versions import staged_version
 
-OPSET = 17
-
 
 def export_graphs(model: DeepONet, out_dir: Path) -> None:
-    dim = model.cfg.dim
-    with warnings.catch_warnings():
-        # The TorchScript exporter is deprecated but handles these plain MLP graphs exactly.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            BranchGraph(model).eval(),
-            (torch.rand(2, dim) * torch.tensor(model.cfg.room_size),),
-            str(out_dir / "branch.onnx"),
-            input_names=["source"],
-            output_names=["coefficients"],
-            dynamic_axes={"source": {0: "batch"}, "coefficients": {0: "batch"}},
-            opset_version=OPSET,
-            dynamo=False,
-        )
-        torch.onnx.export(
-            TrunkGraph(model).eval(),
-            (torch.rand(5, dim + 1),),
-            str(out_dir / "trunk.onnx"),
-            input_names=["points"],
-            output_names=["basis"],
-            dynamic_axes={"points": {0: "n"}, "basis": {0: "n"}},
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    for name in ("branch", "trunk"):
-        onnx.checker.check_model(str(out_dir / f"{name}.onnx"))
+    export_factors(BranchGraph(model), TrunkGraph(model), model.cfg.room_size, out_dir)
 
 
 def _walls(room: Room | Scene | VoxelScene, absorption: float | None) -> str:
@@ -245,19 +216,16 @@ def export(
     command: str = "",
     progress: bool = True,
 ) -> Path:
-    ckpt_path = Path(run_dir) / CHECKPOINT
-    if not ckpt_path.exists():
-        raise FileNotFoundError(f"no {CHECKPOINT} in {run_dir}: train first")
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(run_dir)
     data_cfg = from_dict(DatasetConfig, ckpt["dataset_config"], "dataset")
     name = name or data_cfg.name
     with staged_version(models_root, name, version) as (tmp, version):
         if ckpt.get("kind") == "pod":
-            fit, _ = load_pod(ckpt_path)
+            fit = pod_from(ckpt)
             export_pod_graphs(fit, tmp)
             graphs = pod_graphs(fit, ckpt)
         else:
-            model, ckpt = load_model(run_dir, "cpu", best=True)
+            model = deeponet_from(ckpt, best=True)
             export_graphs(model, tmp)
             graphs = deeponet_graphs(model, ckpt)
         # The training figures travel with the version, so a user sees how it was trained.

@@ -38,7 +38,6 @@ import dataclasses
 import json
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,10 +50,10 @@ from torch import nn
 from tqdm import tqdm
 
 from training.acoustics.dataset import AcousticSplit
+from training.acoustics.graphs import export_factors
 from training.common.config import from_dict, to_dict
 from training.common.files import atomic_path
 
-OPSET = 17
 CHECKPOINT = "pod.pt"
 # Receivers closer than this fraction of a grid step to a grid node count as on the node.
 GRID_TOLERANCE = 1e-3
@@ -532,6 +531,11 @@ def load_pod(path: str | Path) -> tuple[PodFit, dict[str, Any]]:
     ckpt = torch.load(Path(path), map_location="cpu", weights_only=False)
     if ckpt.get("kind") != "pod":
         raise ValueError(f"{path} is not a POD-DeepONet checkpoint")
+    return pod_from(ckpt), ckpt
+
+
+def pod_from(ckpt: dict[str, Any]) -> PodFit:
+    """The fitted model held by a loaded POD checkpoint."""
     cfg = from_dict(PodConfig, ckpt["model_config"], "model_config")
     branch_state, trunk_state = ckpt["branch"], ckpt["trunk"]
     n_centres, width = branch_state["weights"].shape
@@ -539,48 +543,14 @@ def load_pod(path: str | Path) -> tuple[PodFit, dict[str, Any]]:
     branch.load_state_dict(branch_state)
     trunk = PodTrunk(cfg, trunk_state["table"].shape[1])
     trunk.load_state_dict(trunk_state)
-    return PodFit(branch.eval(), trunk.eval(), cfg, ckpt.get("report", {})), ckpt
+    return PodFit(branch.eval(), trunk.eval(), cfg, ckpt.get("report", {}))
 
 
 def export_pod_graphs(fit: PodFit, out_dir: str | Path) -> dict[str, Path]:
-    """branch.onnx (`source` -> `coefficients`) and trunk.onnx (`points` -> `basis`), the
-    names and dynamic axes of training/acoustics/export.py, so the service loads them as any
-    DeepONet."""
-    import onnx
-
+    """branch.onnx and trunk.onnx, served as any DeepONet's (training/acoustics/graphs.py)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    dim = fit.config.dim
-    room = torch.tensor(fit.config.room_size, dtype=torch.float32)
-    paths = {"branch": out / "branch.onnx", "trunk": out / "trunk.onnx"}
-    with warnings.catch_warnings(), torch.no_grad():
-        # The TorchScript exporter is deprecated but traces these gather/matmul graphs exactly.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(
-            fit.branch,
-            (torch.rand(2, dim) * room,),
-            str(paths["branch"]),
-            input_names=["source"],
-            output_names=["coefficients"],
-            dynamic_axes={"source": {0: "batch"}, "coefficients": {0: "batch"}},
-            opset_version=OPSET,
-            dynamo=False,
-        )
-        sample = torch.cat([torch.rand(5, dim) * room, torch.rand(5, 1) * 0.01], dim=1)
-        torch.onnx.export(
-            fit.trunk,
-            (sample,),
-            str(paths["trunk"]),
-            input_names=["points"],
-            output_names=["basis"],
-            dynamic_axes={"points": {0: "n"}, "basis": {0: "n"}},
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    for p in paths.values():
-        onnx.checker.check_model(str(p))
-    return paths
+    return export_factors(fit.branch, fit.trunk, fit.config.room_size, out)
 
 
 class TorchPod:

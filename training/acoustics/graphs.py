@@ -1,0 +1,51 @@
+"""The two factor graphs every acoustic DeepONet exports, whatever computes them: `branch`
+(`source` (B, dim) -> `coefficients` (B, p + 1)) and `trunk` (`points` (N, dim + 1) -> `basis`
+(N, p + 1)), the names and dynamic axes the service and its V2 routes serve."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+OPSET = 17
+
+
+def export_factors(
+    branch: nn.Module, trunk: nn.Module, room_size: Sequence[float], out_dir: Path
+) -> dict[str, Path]:
+    """Trace both modules to `out_dir`/{branch,trunk}.onnx and check the files."""
+    room = torch.tensor(tuple(room_size), dtype=torch.float32)
+    dim = len(room)
+    paths = {"branch": out_dir / "branch.onnx", "trunk": out_dir / "trunk.onnx"}
+    examples = {
+        "branch": torch.rand(2, dim) * room,  # (B, dim) sources in the room
+        "trunk": torch.cat([torch.rand(5, dim) * room, torch.rand(5, 1) * 0.01], dim=1),
+    }
+    names = {
+        "branch": (["source"], ["coefficients"], "batch"),
+        "trunk": (["points"], ["basis"], "n"),
+    }
+    with warnings.catch_warnings(), torch.no_grad():
+        # The TorchScript exporter is deprecated but traces these MLP and gather graphs exactly.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        for key, module in (("branch", branch), ("trunk", trunk)):
+            inputs, outputs, axis = names[key]
+            torch.onnx.export(
+                module.eval(),
+                (examples[key],),
+                str(paths[key]),
+                input_names=inputs,
+                output_names=outputs,
+                dynamic_axes={inputs[0]: {0: axis}, outputs[0]: {0: axis}},
+                opset_version=OPSET,
+                dynamo=False,
+            )
+    for path in paths.values():
+        onnx.checker.check_model(str(path))
+    return paths
