@@ -305,7 +305,7 @@ class Scene:
 
     @property
     def bounds(self) -> Box:
-        return Box((0.0,) * self.dim, tuple(self.size))
+        return self.room.bounds
 
     @cached_property
     def _cells(self) -> _Cells:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,19 @@ class TinyAcoustic:
     @property
     def version_dir(self) -> Path:
         return self.models / self.name / "1"
+
+
+@pytest.fixture(scope="module")
+def single_torch_thread() -> Iterator[None]:
+    """One torch thread for modules of tiny solver grids: this machine may be running a
+    training job on the same two cores, and an oversubscribed intra-op pool makes each torch
+    op ~100x slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session", params=[2, 3], ids=["2d", "3d"])

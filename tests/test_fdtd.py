@@ -28,14 +28,7 @@ from training.acoustics.physics import (
 C = Medium().c
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    # The grids here are tiny, and this machine may be running a training job on the same two
-    # cores: an oversubscribed intra-op thread pool makes each torch op ~100x slower.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def cube(dim: int, length: float) -> list[float]:

@@ -28,13 +28,7 @@ LAMBDA = C / FMAX
 DX0 = LAMBDA / 10  # the coarsest level; 20 and 40 points per wavelength follow
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    # Tiny grids on a shared two-core machine: an oversubscribed thread pool is ~100x slower.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def plan(room: Room) -> tuple[FDTD, np.ndarray, float, int]:

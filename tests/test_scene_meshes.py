@@ -56,6 +56,17 @@ def room_mesh(scene: Scene) -> trimesh.Scene:
     return out
 
 
+def assert_same_absorption(vox: VoxelScene, scene: Scene, faces_of: VoxelScene) -> None:
+    """The voxelised scene gives every wall face of `faces_of` the box scene's absorption."""
+    for axis in range(3):
+        points, sides = face_points(faces_of, axis)
+        for side in (-1, 1):
+            pts = points[sides == side]
+            np.testing.assert_array_equal(
+                vox.surface_absorption(pts, axis, side), scene.surface_absorption(pts, axis, side)
+            )
+
+
 def face_points(scene: VoxelScene, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """Centres of the wall faces normal to `axis` and the side their solid is on."""
     faces = wall_faces(scene.air_mask, axis)
@@ -91,13 +102,7 @@ def test_obj_groups_give_each_face_its_material(tmp_path: Path) -> None:
     room_mesh(scene).export(path)
     vox = voxelise_mesh(path, scene.materials, spacing=0.05, groups=GROUPS)
     assert set(vox.face_materials) == {"plaster", "carpet", "ceiling_board", "wood", "upholstery"}
-    for axis in range(3):
-        points, sides = face_points(vox, axis)
-        for side in (-1, 1):
-            pts = points[sides == side]
-            np.testing.assert_array_equal(
-                vox.surface_absorption(pts, axis, side), scene.surface_absorption(pts, axis, side)
-            )
+    assert_same_absorption(vox, scene, faces_of=vox)
 
 
 def test_absorption_on_a_finer_solver_grid(tmp_path: Path) -> None:
@@ -110,13 +115,7 @@ def test_absorption_on_a_finer_solver_grid(tmp_path: Path) -> None:
     fine = voxelise_mesh(path, scene.materials, spacing=0.025, groups=GROUPS)
     np.testing.assert_array_equal(vox.is_air(cell_centres(fine)).reshape(fine.counts),
                                   fine.air_mask)  # fmt: skip
-    for axis in range(3):
-        points, sides = face_points(fine, axis)
-        for side in (-1, 1):
-            pts = points[sides == side]
-            np.testing.assert_array_equal(
-                vox.surface_absorption(pts, axis, side), scene.surface_absorption(pts, axis, side)
-            )
+    assert_same_absorption(vox, scene, faces_of=fine)
 
 
 def test_open_mesh_refused(tmp_path: Path) -> None:
