@@ -1,7 +1,8 @@
 """Triangle meshes (OBJ, STL, PLY) voxelised into a `VoxelScene` for the acoustic solver.
 
 The mesh bounds the air: a cell is air when its centre is inside the mesh by ray parity
-(trimesh's `contains`), so furniture modelled as closed shells inside the room's shell comes
+(counted here along z; trimesh's `contains` misjudged thousands of cells where furniture sits
+flush on a floor or a wall), so furniture modelled as closed shells inside the room's shell comes
 out solid, and the orientation of the triangles does not matter. Every wall face of the grid
 takes the material of its nearest triangle's group (OBJ `g`/`o`/`usemtl` names as trimesh
 reads them; STL and PLY are one group named after the file). The result is numpy only, so its
@@ -24,7 +25,7 @@ from geometry.rooms import Box
 from geometry.scenes import Scene
 from geometry.voxels import VoxelScene, wall_faces
 
-# Above this many cells the contains test takes minutes on a laptop; a room at fmax 500 Hz
+# Above this many cells the parity count takes minutes on a laptop; a room at fmax 500 Hz
 # and 20 points per wavelength is ~10^6, so this refuses typos (a spacing in mm), not rooms.
 MAX_CELLS = 20_000_000
 
