@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 from pathlib import PurePath
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from app.errors import ManifestError
+
+SHA256 = r"^[0-9a-fA-F]{64}$"
 
 
 class TensorSpec(BaseModel):
@@ -28,17 +30,30 @@ class GraphSpec(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     file: str
-    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+    sha256: str = Field(pattern=SHA256)
     inputs: tuple[TensorSpec, ...] = Field(min_length=1)
     outputs: tuple[TensorSpec, ...] = Field(min_length=1)
+    # External data files of the graph (large tables kept beside it): file name -> sha256.
+    data: dict[str, Annotated[str, Field(pattern=SHA256)]] = Field(default_factory=dict)
 
     @field_validator("file")
     @classmethod
     def _plain_file_name(cls, value: str) -> str:
-        # The manifest is data from disk, not trusted code: it may only name files beside it.
-        if PurePath(value).name != value or value.startswith("."):
-            raise ValueError(f"graph file must be a plain name in its folder, got {value!r}")
+        return _plain(value)
+
+    @field_validator("data")
+    @classmethod
+    def _plain_data_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            _plain(name)
         return value
+
+
+def _plain(name: str) -> str:
+    # The manifest is data from disk, not trusted code: it may only name files beside it.
+    if PurePath(name).name != name or name.startswith("."):
+        raise ValueError(f"graph file must be a plain name in its folder, got {name!r}")
+    return name
 
 
 class Manifest(BaseModel):

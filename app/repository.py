@@ -100,6 +100,23 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _verified(folder: Path, graph: str, file: str, sha256: str) -> bytes:
+    """The bytes of one file of a graph, refused unless they hash to the manifest's sha256."""
+    try:
+        data = (folder / file).read_bytes()
+    except FileNotFoundError:
+        raise ManifestError(f"graph {graph!r}: file {file} is missing") from None
+    except OSError as exc:
+        raise ManifestError(f"graph {graph!r}: cannot read {file}: {exc}") from None
+    digest = _sha256(data)
+    if digest != sha256.lower():
+        raise ManifestError(
+            f"graph {graph!r}: sha256 of {file} is {digest}, the manifest says "
+            f"{sha256}; the file is not the one that was exported"
+        )
+    return data
+
+
 def load_version(
     path: Path, name: str, version: int, runtime: Runtime, previous: ModelVersion | None = None
 ) -> ModelVersion:
@@ -121,20 +138,10 @@ def load_version(
     # Every graph is hashed before any is loaded: a corrupted or swapped file is never
     # handed to onnxruntime. The verified bytes themselves are loaded, not the file again.
     blobs: dict[str, bytes] = {}
+    external: dict[str, dict[str, bytes]] = {}
     for graph, spec in manifest.graphs.items():
-        try:
-            data = (path / spec.file).read_bytes()
-        except FileNotFoundError:
-            raise ManifestError(f"graph {graph!r}: file {spec.file} is missing") from None
-        except OSError as exc:
-            raise ManifestError(f"graph {graph!r}: cannot read {spec.file}: {exc}") from None
-        digest = _sha256(data)
-        if digest != spec.sha256.lower():
-            raise ManifestError(
-                f"graph {graph!r}: sha256 of {spec.file} is {digest}, the manifest says "
-                f"{spec.sha256}; the file is not the graph that was exported"
-            )
-        blobs[graph] = data
+        blobs[graph] = _verified(path, graph, spec.file, spec.sha256)
+        external[graph] = {f: _verified(path, graph, f, sha) for f, sha in spec.data.items()}
 
     fingerprint = _sha256(raw)
     if previous is not None and previous.fingerprint == fingerprint:
@@ -147,6 +154,7 @@ def load_version(
             blobs[graph],
             [t.name for t in spec.inputs],
             [t.name for t in spec.outputs],
+            external[graph],
         )
         for graph, spec in manifest.graphs.items()
     }

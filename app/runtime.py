@@ -132,18 +132,30 @@ class Runtime:
         return opts
 
     def load(
-        self, ident: GraphIdent | str, model: bytes, inputs: Sequence[str], outputs: Sequence[str]
+        self,
+        ident: GraphIdent | str,
+        model: bytes,
+        inputs: Sequence[str],
+        outputs: Sequence[str],
+        external: Mapping[str, bytes] | None = None,
     ) -> Graph:
-        """Session from verified graph bytes; raises ManifestError with a readable reason."""
+        """Session from verified graph bytes and the verified bytes of its external data files
+        (by the names the graph refers to); raises ManifestError with a readable reason."""
         if isinstance(ident, str):
             ident = GraphIdent("", "", ident)
         name = str(ident)
         if self.unavailable:
             raise ManifestError(self.unavailable)
-        try:
-            session = ort.InferenceSession(
-                model, self._options(), providers=provider_entries(self.providers)
+        opts = self._options()
+        if external:
+            # From memory, not from disk: the bytes are the ones whose sha256 was checked.
+            names = list(external)
+            blobs = [external[n] for n in names]
+            opts.add_external_initializers_from_files_in_memory(
+                names, blobs, [len(b) for b in blobs]
             )
+        try:
+            session = ort.InferenceSession(model, opts, providers=provider_entries(self.providers))
         except Exception as exc:  # onnxruntime raises several unrelated types for bad graphs
             raise ManifestError(f"graph {name!r}: onnxruntime cannot load it: {exc}") from exc
         got_in = tuple(i.name for i in session.get_inputs())

@@ -17,9 +17,11 @@ import yaml
 from conftest import tiny_acoustic_config
 from fastapi.testclient import TestClient
 
-from app.errors import InvalidInputError
+from app.errors import InvalidInputError, ManifestError
 from app.families.acoustic_domain import AcousticDomain
 from app.main import create_app
+from app.repository import load_version
+from app.runtime import Runtime
 from app.settings import Settings
 from training.acoustics import dataset as ds
 from training.acoustics.evaluate import evaluate_model_dir
@@ -172,7 +174,9 @@ def test_pod_pipeline_on_a_scene(tmp_path: Path, dim: int) -> None:
     dataset["sources"] = {"train_spacing": 0.25, "wall_margin": 0.1 if dim == 2 else 0.05,
                           "n_val": 3, "n_test": 4, "seed": 2}  # fmt: skip
     dataset["output"] = {"t_max": 0.01, "dt": 0.0005, "receiver_spacing": 0.1}
-    cfg["model"] = {"kind": "pod", "n_modes": 64, "mode_step": 4}
+    # 3-D: the quantized table (int8 and 4-bit codes), as the furnished room ships.
+    table = "quantized" if dim == 3 else "float16"
+    cfg["model"] = {"kind": "pod", "n_modes": 64, "mode_step": 4, "table_dtype": table}
     config = tmp_path / "pod.yaml"
     config.write_text(yaml.safe_dump(cfg))
     models = tmp_path / "models"
@@ -201,6 +205,14 @@ def test_pod_pipeline_on_a_scene(tmp_path: Path, dim: int) -> None:
                               "times": [0.002, 0.004]})  # fmt: skip
         assert r.status_code == 200, r.text
         assert np.isfinite(np.asarray(r.json()["pressure"])).all()
+    # The trunk's table lies in data files the manifest hashes: a changed one is refused.
+    data = manifest["graphs"]["trunk"]["data"]
+    assert data and all((version / f).exists() for f in data)
+    damaged = version / sorted(data)[0]
+    raw = damaged.read_bytes()
+    damaged.write_bytes(bytes([raw[0] ^ 0xFF]) + raw[1:])
+    with pytest.raises(ManifestError, match=sorted(data)[0]):
+        load_version(version, dataset["name"], 1, Runtime("cpu"))
 
 
 @pytest.mark.parametrize("dim", [2, 3], ids=["2d", "3d"])

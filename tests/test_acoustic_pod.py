@@ -19,14 +19,17 @@ import torch
 
 from geometry.grids import grid_points
 from training.acoustics.dataset import AcousticSplit
+from training.acoustics.graphs import external_files
 from training.acoustics.metrics import predict, rel_l2_per_source
 from training.acoustics.pod import (
     PodConfig,
     PodFit,
     TorchPod,
+    dequantize,
     export_pod_graphs,
     fit_pod,
     load_pod,
+    quantize,
     save_pod,
 )
 
@@ -70,10 +73,20 @@ def data() -> dict[str, AcousticSplit]:
     }
 
 
-@pytest.fixture(scope="module")
-def fit(data: dict[str, AcousticSplit]) -> PodFit:
+# A float16 table, and a quantized one whose byte cap leaves a few int8 modes and whose file
+# cap splits both kinds over several tensors (several data files beside the trunk graph).
+TABLES = {
+    "float16": PodConfig(n_modes=48, mode_step=4),
+    "quantized": PodConfig(
+        n_modes=48, mode_step=4, table_dtype="quantized", max_trunk_mb=0.3, max_file_mb=0.05
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(TABLES))
+def fit(request: pytest.FixtureRequest, data: dict[str, AcousticSplit]) -> PodFit:
     torch.set_num_threads(1)
-    return fit_pod(data["train"], data["val"], PodConfig(n_modes=48, mode_step=4), progress=False)
+    return fit_pod(data["train"], data["val"], TABLES[request.param], progress=False)
 
 
 def _nearest(train: AcousticSplit, test: AcousticSplit) -> np.ndarray:
@@ -99,8 +112,25 @@ def test_beats_nearest_source_on_and_off_the_training_receivers(
     assert fit.config.n_modes == fit.report["modes_used"]
 
 
+def test_quantized_table_is_within_half_a_code_of_the_modes() -> None:
+    rng = np.random.default_rng(2)
+    # Rows of very different levels, as a field's early and late time steps.
+    table = (rng.standard_normal((50, 9)) * np.logspace(-4, 1, 50)[:, None]).astype(np.float32)
+    codes8, codes4, scales = quantize(table, int8_modes=4)
+    assert codes8.shape == (50, 4) and codes4.shape == (50, 3) and scales.shape == (50, 2)
+    step = scales.astype(np.float64)
+    decoded = dequantize(codes8, codes4, scales, 9)
+    assert (np.abs(decoded - table)[:, :4] <= 0.5001 * step[:, :1]).all()
+    assert (np.abs(decoded - table)[:, 4:] <= 0.5001 * step[:, 1:]).all()
+
+
 def test_onnx_graphs_match_torch(fit: PodFit, tmp_path: Path) -> None:
     paths = export_pod_graphs(fit, tmp_path)
+    # The table lies in data files beside the trunk graph, none above the file cap.
+    files = external_files(paths["trunk"])
+    assert {f"trunk.table_{i}.bin" for i in range(len(fit.trunk.parts))} <= set(files)
+    for name in files:
+        assert (tmp_path / name).stat().st_size <= fit.config.max_file_mb * 2**20
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     branch = ort.InferenceSession(str(paths["branch"]), opts, providers=["CPUExecutionProvider"])

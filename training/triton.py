@@ -230,8 +230,11 @@ def export_triton(model_dir: str | Path, out: str | Path) -> dict[str, Any]:
     onnx_models: dict[str, onnx.ModelProto] = {}
     for graph, spec in manifest["graphs"].items():
         path = model_dir / spec["file"]
-        if sha256_file(path) != spec.get("sha256"):
-            raise ConfigError(f"{path}: sha256 does not match the manifest; refusing to export")
+        for file, sha in {spec["file"]: spec.get("sha256"), **spec.get("data", {})}.items():
+            if sha256_file(model_dir / file) != sha:
+                raise ConfigError(
+                    f"{model_dir / file}: sha256 does not match the manifest; refusing to export"
+                )
         proto = onnx.load(str(path))
         declared = graph_signature(proto)
         sig = Signature(
@@ -245,8 +248,13 @@ def export_triton(model_dir: str | Path, out: str | Path) -> dict[str, Any]:
     for graph, tname in models.items():
         folder = out / tname
         (folder / tversion).mkdir(parents=True, exist_ok=True)
+        spec = manifest["graphs"][graph]
+        # External data files keep their names: the graph refers to them by name, beside it.
+        for file in spec.get("data", {}):
+            with atomic_path(folder / tversion / file) as tmp:
+                shutil.copyfile(model_dir / file, tmp)
         with atomic_path(folder / tversion / "model.onnx") as tmp:
-            shutil.copyfile(model_dir / manifest["graphs"][graph]["file"], tmp)
+            shutil.copyfile(model_dir / spec["file"], tmp)
         _write(folder / "config.pbtxt", model_config(tname, signatures[graph]))
     written: dict[str, Any] = {
         "model": name,

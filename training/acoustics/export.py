@@ -21,7 +21,7 @@ from geometry.voxels import VoxelScene
 from training.acoustics.checkpoint import deeponet_from, read_checkpoint
 from training.acoustics.dataset import SPLITS, DatasetConfig, split_path
 from training.acoustics.evaluate import OnnxDeepONet, evaluate
-from training.acoustics.graphs import OPSET, export_factors
+from training.acoustics.graphs import OPSET, export_factors, external_files
 from training.acoustics.model import BranchGraph, DeepONet, TrunkGraph
 from training.acoustics.pod import PodFit, export_pod_graphs, pod_from
 from training.common.config import from_dict, to_dict
@@ -235,6 +235,9 @@ def export(
         manifest = build_manifest(graphs, ckpt, name, version, command)
         for graph in manifest["graphs"].values():
             graph["sha256"] = sha256_file(tmp / graph["file"])
+            files = external_files(tmp / graph["file"])
+            if files:
+                graph["data"] = {f: sha256_file(tmp / f) for f in files}
         write_json(tmp / "manifest.json", manifest)
         data = Path(data_dir) if data_dir else Path("data") / data_cfg.name
         manifest["metrics"] = evaluate(OnnxDeepONet(tmp), data, data_cfg, progress=progress)

@@ -15,16 +15,22 @@ the training fields, and the branch maps the source position to the POD coeffici
   training and no early stopping. Measured: its held-out error equals the local thin-plate
   spline baseline over the stored fields (2-D 0.0082 vs 0.0087; 3-D furnished 0.0333 vs
   0.0335) and is far below linear interpolation (0.035; 0.144).
-- Trunk: the modes stored as a table on the training receiver grid (a cell-centred box grid;
-  nodes inside furniture take the value of the nearest air receiver) and on the output time
-  steps, evaluated by multilinear interpolation in space and Catmull-Rom (or linear)
-  interpolation in time. At the training receivers and times it returns the modes exactly,
-  so the trunk adds no error there; elsewhere its error is the interpolation error of the
-  modes. Neural trunks regressed onto the 2-D modes were measured too (a 3 x 128 modified MLP;
-  a sine MLP and a grid-feature MLP with the output layer solved by least squares at every
-  step): after 3 minutes of CPU training they reproduce the fields to 14-24 %, against 0.8 %
-  for the table. The table's price is its size (2 bytes x grid nodes x time steps x modes)
-  and a gather-bound cost per point (16 rows of p modes in 2-D, 32 in 3-D).
+- Trunk: the modes stored as a table with one row per (air receiver, output time step),
+  evaluated by multilinear interpolation on the receiver grid (a cell-centred box grid; a
+  node inside furniture is an index to the nearest air receiver's rows) and Catmull-Rom (or
+  linear) interpolation in time. At the training receivers and times it returns the modes
+  exactly (up to the table's precision); elsewhere its error is the interpolation error of
+  the modes. The table is float16, float32 or `quantized`: every row keeps its leading modes
+  as int8 and the rest as 4-bit codes, each part with a float16 scale per row (the leading
+  modes carry most of a field's energy, so the 4-bit codes cost little accuracy: measured on
+  the furnished room, 0.046 -> 0.053 test error for 2.6x fewer bytes than float16). The
+  table is split column-wise into tensors under `max_file_mb`, exported as external data
+  files of the trunk graph. Neural trunks regressed onto the 2-D modes were measured too (a
+  3 x 128 modified MLP; a sine MLP and a grid-feature MLP with the output layer solved by
+  least squares at every step): after 3 minutes of CPU training they reproduce the fields to
+  14-24 %, against 0.8 % for the table. The table's price is its size (bytes per value x
+  receivers x time steps x modes) and a gather-bound cost per point (16 rows of p modes in
+  2-D, 32 in 3-D).
 
 The exported graphs keep the DeepONet interface served by app/families/deeponet.py: the branch
 takes `source` (S, dim) in metres and returns (S, p + 1) coefficients in pascals (the last one
@@ -50,13 +56,19 @@ from torch import nn
 from tqdm import tqdm
 
 from training.acoustics.dataset import AcousticSplit
-from training.acoustics.graphs import export_factors
+from training.acoustics.graphs import export_factors, externalize
 from training.common.config import from_dict, to_dict
 from training.common.files import atomic_path
 
 CHECKPOINT = "pod.pt"
 # Receivers closer than this fraction of a grid step to a grid node count as on the node.
 GRID_TOLERANCE = 1e-3
+# Bytes per stored mode value (quantized: the 4-bit part; its int8 part costs 1).
+TABLE_BYTES = {"float32": 4.0, "float16": 2.0, "quantized": 0.5}
+# Trunk tensors at least this large are written beside the graph, not in it: the table always.
+TABLE_FILE_MIN_BYTES = 1024
+# Bytes per row of a quantized table besides the codes: a float16 scale for each part.
+SCALE_BYTES = 4
 
 
 @dataclass
@@ -71,12 +83,16 @@ class PodConfig:
     branch_kernel: str = "thin_plate_spline"  # the only kernel exported so far
     branch_smoothing: float = 0.0  # 0 = the spline interpolates the training coefficients
     time_interpolation: str = "cubic"  # "cubic" (Catmull-Rom, 4 taps) | "linear" (2 taps)
-    table_dtype: str = "float16"  # the stored modes; float16 halves the trunk graph
+    # The stored modes: float16 | float32 | quantized (leading modes int8, the rest 4-bit,
+    # as many int8 as `max_trunk_mb` allows).
+    table_dtype: str = "float16"
     chunk_bytes: int = 1 << 27  # float64 column block of the data held at once by the POD
     max_seconds: float = 3600.0  # checked between stages; the mode scan is cut when exceeded
-    # The trunk is a table of every mode on the receiver grid x output times: its bytes grow
-    # with the mode count, and this caps them (the graph is served and versioned in git).
+    # The trunk is a table of every mode on the receivers x output times: its bytes grow with
+    # the mode count, and this caps them (the graph is served and versioned in git).
     max_trunk_mb: float = 64.0
+    # Largest single tensor of the table (each becomes one file beside the trunk graph).
+    max_file_mb: float = 9.0
     # From the data (saved with every checkpoint).
     dim: int = 2
     n_sources: int = 0
@@ -84,6 +100,8 @@ class PodConfig:
     grid_lo: tuple[float, ...] = field(default_factory=tuple)  # first receiver node, metres
     grid_step: tuple[float, ...] = field(default_factory=tuple)  # node spacing, metres
     grid_counts: tuple[int, ...] = field(default_factory=tuple)
+    n_receivers: int = 0  # table rows = n_receivers * n_times
+    int8_modes: int = 0  # quantized tables: leading modes stored as int8, the rest 4-bit
     t0: float = 0.0
     dt: float = 0.0005
     n_times: int = 101
@@ -104,8 +122,12 @@ class PodConfig:
             raise ValueError(
                 f"time_interpolation must be 'cubic' or 'linear', got {self.time_interpolation}"
             )
-        if self.table_dtype not in ("float16", "float32"):
-            raise ValueError(f"table_dtype must be float16 or float32, got {self.table_dtype}")
+        if self.table_dtype not in TABLE_BYTES:
+            raise ValueError(
+                f"table_dtype must be one of {sorted(TABLE_BYTES)}, got {self.table_dtype}"
+            )
+        if self.max_file_mb <= 0:
+            raise ValueError(f"max_file_mb must be positive, got {self.max_file_mb}")
         if self.dim not in (2, 3):
             raise ValueError(f"dim must be 2 or 3, got {self.dim}")
 
@@ -144,17 +166,52 @@ class PodBranch(nn.Module):
         return _tps(d2) @ self.weights + torch.cat([ones, s], dim=1) @ self.poly  # (S, p + 1)
 
 
+@dataclass(frozen=True)
+class TablePart:
+    """One column block of the trunk's table: modes [first, first + count) in one tensor."""
+
+    kind: str  # float16 | float32 | int8 | int4 (two codes a byte)
+    first: int
+    count: int
+
+    @property
+    def width(self) -> int:
+        """Columns of the stored tensor."""
+        return (self.count + 1) // 2 if self.kind == "int4" else self.count
+
+
+def table_layout(cfg: PodConfig, n_modes: int) -> list[TablePart]:
+    """The table's tensors: by kind, then split so no tensor exceeds `max_file_mb`."""
+    rows = cfg.n_receivers * cfg.n_times
+    if cfg.table_dtype == "quantized":
+        k8 = min(cfg.int8_modes, n_modes)
+        blocks = [("int8", 0, k8, 1.0), ("int4", k8, n_modes - k8, 0.5)]
+    else:
+        blocks = [(cfg.table_dtype, 0, n_modes, TABLE_BYTES[cfg.table_dtype])]
+    parts: list[TablePart] = []
+    for kind, first, count, per_value in blocks:
+        # Whole bytes per row: an int4 tensor holds an even number of modes but its last.
+        most = max(1, int(cfg.max_file_mb * 2**20 // max(1.0, rows * per_value)))
+        most = max(2, most - most % 2) if kind == "int4" else most
+        for start in range(first, first + count, most):
+            parts.append(TablePart(kind, start, min(most, first + count - start)))
+    return parts
+
+
 class PodTrunk(nn.Module):
     """points (N, dim + 1) = (x, [y, [z,]] t) -> (N, p + 1) = [phi_1..phi_p, 1].
 
-    The modes sit in a table with one row per (grid node, time step): row = node * T + step,
-    so one Gather per interpolation tap fetches all p modes of that tap.
+    The modes sit in a table with one row per (air receiver, time step): row = receiver * T +
+    step, so one Gather per tensor and interpolation tap fetches all p modes of that tap.
+    `node_receiver` maps every node of the receiver grid to its receiver (the nearest one
+    for a node inside furniture), so the stencil of a point next to furniture mixes air
+    values only.
     """
 
-    table: torch.Tensor  # (G * T, p) modes, float16 or float32
+    node_receiver: torch.Tensor  # (G,) int64 receiver of each grid node
+    scales: torch.Tensor  # (R, 2) float16 row scales of the int8 and int4 parts (quantized)
     lo: torch.Tensor  # (dim,) first grid node, metres
     step: torch.Tensor  # (dim,) node spacing, metres
-    upper: torch.Tensor  # (dim,) counts - 1, the last node index on each axis
 
     def __init__(self, cfg: PodConfig, n_modes: int) -> None:
         super().__init__()
@@ -163,18 +220,35 @@ class PodTrunk(nn.Module):
         self.n_times = cfg.n_times
         self.t0, self.dt = cfg.t0, cfg.dt
         self.cubic = cfg.time_interpolation == "cubic"
-        dtype = torch.float16 if cfg.table_dtype == "float16" else torch.float32
-        n_nodes = math.prod(self.counts)
-        self.register_buffer("table", torch.zeros(n_nodes * cfg.n_times, n_modes, dtype=dtype))
+        self.n_modes = n_modes
+        self.parts = table_layout(cfg, n_modes)
+        rows = cfg.n_receivers * cfg.n_times
+        dtypes = {
+            "float32": torch.float32,
+            "float16": torch.float16,
+            "int8": torch.int8,
+            "int4": torch.uint8,
+        }
+        for i, part in enumerate(self.parts):
+            self.register_buffer(
+                f"table_{i}", torch.zeros(rows, part.width, dtype=dtypes[part.kind])
+            )
+        quantized = cfg.table_dtype == "quantized"
+        self.register_buffer(
+            "scales", torch.zeros(rows if quantized else 0, 2, dtype=torch.float16)
+        )
+        self.register_buffer("node_receiver", torch.zeros(math.prod(self.counts), dtype=torch.long))
         self.register_buffer("lo", torch.tensor(cfg.grid_lo, dtype=torch.float32))
         self.register_buffer("step", torch.tensor(cfg.grid_step, dtype=torch.float32))
-        self.register_buffer("upper", torch.tensor([c - 1 for c in self.counts]))
-        # Row strides of each axis in the table: node index (C order) times the step count.
-        strides, acc = [], cfg.n_times
+        # Node strides of each axis of the grid (C order).
+        strides, acc = [], 1
         for c in reversed(self.counts):
             strides.append(acc)
             acc *= c
         self.strides = tuple(reversed(strides))
+
+    def tables(self) -> list[torch.Tensor]:
+        return [getattr(self, f"table_{i}") for i in range(len(self.parts))]
 
     def _axis(self, g: torch.Tensor, upper: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Fractional node coordinate (N,) -> lower node index (N,) int64 and fraction (N,).
@@ -185,6 +259,26 @@ class PodTrunk(nn.Module):
         g = torch.clamp(g, min=0.0, max=float(upper))
         i0 = torch.clamp(torch.floor(g), max=float(max(upper - 1, 0)))
         return i0.long(), g - i0
+
+    def _rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Table rows (N,) int64 -> their p modes (N, p) float32, decoded."""
+        # (N, 2) row scales of the int8 and int4 parts; a float table has none.
+        scales = self.scales[rows].float() if self.scales.numel() else torch.ones(1, 2)
+        out = []
+        for part, table in zip(self.parts, self.tables(), strict=True):
+            raw = table[rows]  # (N, width)
+            if part.kind == "int4":
+                # Two codes a byte, high nibble first, stored with an offset of 8.
+                code = raw.float()
+                high = torch.floor(code / 16.0)
+                pair = torch.stack([high, code - 16.0 * high], dim=2)  # (N, width, 2)
+                values = (pair.flatten(1)[:, : part.count] - 8.0) * scales[:, 1:2]  # (N, count)
+            elif part.kind == "int8":
+                values = raw.float() * scales[:, 0:1]
+            else:
+                values = raw.float()
+            out.append(values)
+        return torch.cat(out, dim=1) if len(out) > 1 else out[0]  # (N, p)
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         n = points.shape[0]
@@ -197,7 +291,7 @@ class PodTrunk(nn.Module):
             fracs.append(f)
         j0, ft = self._axis((points[:, self.dim] - self.t0) / self.dt, self.n_times - 1)
         taps = self._time_taps(j0, ft)  # [(step index (N,), weight (N,))]
-        out = torch.zeros(n, self.table.shape[1])
+        out = torch.zeros(n, self.n_modes)
         for corner in range(2**self.dim):
             offset = torch.zeros(n, dtype=torch.long)
             w_space = torch.ones(n)
@@ -209,9 +303,9 @@ class PodTrunk(nn.Module):
                     w_space = w_space * fracs[a]
                 else:
                     w_space = w_space * (1.0 - fracs[a])
+            first_row = self.node_receiver[base + offset] * self.n_times  # (N,)
             for j, w_time in taps:
-                rows = self.table[base + offset + j].float()  # (N, p)
-                out = out + (w_space * w_time)[:, None] * rows
+                out = out + (w_space * w_time)[:, None] * self._rows(first_row + j)
         return torch.cat([out, torch.ones(n, 1)], dim=1)  # (N, p + 1)
 
     def _time_taps(
@@ -353,28 +447,90 @@ def _room_size(split: AcousticSplit) -> tuple[float, ...]:
     return tuple(float(v) for v in spec["size"])
 
 
-def _grid_table(
-    modes: NDArray[np.float32],
-    node_index: NDArray[np.int64],
-    counts: tuple[int, ...],
-    n_times: int,
-) -> NDArray[np.float32]:
-    """modes (p, T, P) on the receivers -> (G * T, p) on the full grid, node-major.
-
-    Grid nodes without a receiver (inside furniture) copy the nearest receiver, so that the
-    multilinear stencil of a point next to a furniture face mixes air values only.
-    """
-    p = modes.shape[0]
+def _node_receiver(node_index: NDArray[np.int64], counts: tuple[int, ...]) -> NDArray[np.int64]:
+    """(G,) the receiver of every grid node: its own, or the nearest one for a node without a
+    receiver (inside furniture)."""
     owner = np.full(counts, -1, dtype=np.int64)
     owner[tuple(node_index.T)] = np.arange(len(node_index))
     if (owner < 0).any():
         _, nearest = ndimage.distance_transform_edt(owner < 0, return_indices=True)
         owner = owner[tuple(nearest)]
-    flat_owner = owner.reshape(-1)  # (G,) receiver feeding each node
-    table = np.empty((flat_owner.size, n_times, p), dtype=np.float32)
-    for k in range(p):
-        table[:, :, k] = modes[k][:, flat_owner].T  # (G, T)
-    return table.reshape(-1, p)
+    return owner.reshape(-1)
+
+
+def row_bytes(cfg: PodConfig, n_modes: int, int8_modes: int = 0) -> float:
+    """Bytes of one table row (one receiver at one time step)."""
+    if cfg.table_dtype != "quantized":
+        return n_modes * TABLE_BYTES[cfg.table_dtype]
+    return int8_modes + (n_modes - int8_modes + 1) // 2 + SCALE_BYTES
+
+
+def _int8_modes(cfg: PodConfig, n_modes: int, rows: int) -> int:
+    """As many leading int8 modes as the trunk's byte cap allows."""
+    budget = cfg.max_trunk_mb * 2**20 / rows
+    return max(k for k in range(n_modes + 1) if k == 0 or row_bytes(cfg, n_modes, k) <= budget)
+
+
+def quantize(
+    table: NDArray[np.float32], int8_modes: int
+) -> tuple[NDArray[np.int8], NDArray[np.uint8], NDArray[np.float16]]:
+    """(R, p) modes -> int8 codes of the leading modes (R, k), packed 4-bit codes of the rest
+    (R, ceil((p - k) / 2)), and the row scales (R, 2) float16 of the two parts.
+
+    Each part is scaled by its own largest magnitude in the row (int8: to 127, int4: to 7), so
+    a row's codes use the whole range whatever the row's level (the field decays over time
+    and with distance); the scale is rounded up to a float16 and is the one used to code, so
+    every value decodes to within half a code.
+    """
+    rows, p = table.shape
+    scales = np.zeros((rows, 2), dtype=np.float16)
+    head, tail = table[:, :int8_modes], table[:, int8_modes:]
+    codes8 = np.zeros((rows, int8_modes), dtype=np.int8)
+    codes4 = np.zeros((rows, (p - int8_modes + 1) // 2), dtype=np.uint8)
+    for col, block, top in ((0, head, 127), (1, tail, 7)):
+        if block.shape[1] == 0:
+            continue
+        exact = np.abs(block).max(axis=1) / top  # (R,)
+        scale = exact.astype(np.float16)
+        # Rounded up to a float16, so the row's largest value never needs a clipped code.
+        scale = np.where(scale < exact, np.nextafter(scale, np.float16(np.inf)), scale)
+        scales[:, col] = scale
+        safe = np.where(scale > 0, scale.astype(np.float32), 1.0)[:, None]
+        codes = np.clip(np.rint(block / safe), -top, top)  # (R, count)
+        if col == 0:
+            codes8[:] = codes.astype(np.int8)
+        else:
+            nibbles = (codes + 8).astype(np.uint8)  # 1..15; 8 is zero
+            if nibbles.shape[1] % 2:
+                nibbles = np.concatenate([nibbles, np.full((rows, 1), 8, np.uint8)], axis=1)
+            codes4[:] = nibbles[:, 0::2] * 16 + nibbles[:, 1::2]
+    return codes8, codes4, scales
+
+
+def dequantize(
+    codes8: NDArray[np.int8], codes4: NDArray[np.uint8], scales: NDArray[np.float16], n_modes: int
+) -> NDArray[np.float32]:
+    """The (R, p) modes that `quantize`'s codes stand for, as the trunk graph decodes them."""
+    step = scales.astype(np.float32)  # (R, 2)
+    nibbles = np.stack([codes4 // 16, codes4 % 16], axis=2).reshape(len(codes4), -1)  # (R, 2w)
+    tail = (nibbles[:, : n_modes - codes8.shape[1]].astype(np.float32) - 8.0) * step[:, 1:]
+    return np.concatenate([codes8.astype(np.float32) * step[:, :1], tail], axis=1)
+
+
+def _fill_table(trunk: PodTrunk, cfg: PodConfig, table: NDArray[np.float32]) -> None:
+    """Store (R, p) float32 modes in the trunk's tensors, as its layout says."""
+    if cfg.table_dtype == "quantized":
+        codes8, codes4, scales = quantize(table, cfg.int8_modes)
+        trunk.scales.copy_(torch.as_tensor(scales))
+        for part, tensor in zip(trunk.parts, trunk.tables(), strict=True):
+            if part.kind == "int8":
+                tensor.copy_(torch.as_tensor(codes8[:, part.first : part.first + part.count]))
+            else:
+                col = (part.first - cfg.int8_modes) // 2
+                tensor.copy_(torch.as_tensor(codes4[:, col : col + part.width]))
+        return
+    for part, tensor in zip(trunk.parts, trunk.tables(), strict=True):
+        tensor.copy_(torch.as_tensor(table[:, part.first : part.first + part.count]))
 
 
 def fit_pod(
@@ -408,8 +564,11 @@ def fit_pod(
     lam, vec = lam[::-1], vec[:, ::-1]  # descending energy
     # Modes below float32 round-off of the leading one carry no signal, only noise.
     usable = int((lam > lam[0] * 1e-12).sum())
-    per_mode = int(np.prod(counts)) * n_t * np.dtype(cfg.table_dtype).itemsize
-    p_max = max(1, min(cfg.n_modes, usable, int(cfg.max_trunk_mb * 2**20 // per_mode)))
+    rows = n_r * n_t
+    room_for = int(
+        (cfg.max_trunk_mb * 2**20 / rows - row_bytes(cfg, 0)) // TABLE_BYTES[cfg.table_dtype]
+    )
+    p_max = max(1, min(cfg.n_modes, usable, room_for))
     sv = np.sqrt(lam[:p_max])
     coeffs = vec[:, :p_max] * sv  # (S, p) training coefficients, Pa
     modes = _modes(x, (vec[:, :p_max] / sv).T, chunk_cols, progress)  # (p, T*P)
@@ -437,6 +596,7 @@ def fit_pod(
         grid_lo=tuple(float(v) for v in lo),
         grid_step=tuple(float(v) for v in step),
         grid_counts=counts,
+        n_receivers=n_r,
         t0=float(times[0]),
         dt=dt,
         n_times=n_t,
@@ -444,6 +604,8 @@ def fit_pod(
         p_scale=float(np.sqrt(np.trace(gram) / x.size)),
         n_modes=p_used,
     )
+    if full.table_dtype == "quantized":
+        full = dataclasses.replace(full, int8_modes=_int8_modes(full, p_used, rows))
     branch = PodBranch(dim, s, p_used + 1)
     branch.centres.copy_(torch.as_tensor(unit, dtype=torch.float32))
     branch.shift.copy_(torch.as_tensor(shift, dtype=torch.float32))
@@ -451,11 +613,11 @@ def fit_pod(
     # The last column is the bias b0 of the DeepONet form: the POD has none.
     branch.weights[:, :p_used].copy_(torch.as_tensor(w_kernel[:, :p_used], dtype=torch.float32))
     branch.poly[:, :p_used].copy_(torch.as_tensor(w_poly[:, :p_used], dtype=torch.float32))
-    table = _grid_table(
-        (modes[:p_used] * entry_scale).reshape(p_used, n_t, n_r), node_index, counts, n_t
-    )
     trunk = PodTrunk(full, p_used)
-    trunk.table.copy_(torch.as_tensor(table).to(trunk.table.dtype))
+    trunk.node_receiver.copy_(torch.as_tensor(_node_receiver(node_index, counts)))
+    # (p, T * P) time-major -> (P * T, p): row = receiver * T + step.
+    table = (modes[:p_used] * entry_scale).reshape(p_used, n_t, n_r).transpose(2, 1, 0)
+    _fill_table(trunk, full, np.ascontiguousarray(table).reshape(rows, p_used))
     lap("table")
     report = {
         "modes_available": p_max,
@@ -463,7 +625,9 @@ def fit_pod(
         "energy_kept": float(lam[:p_used].sum() / lam.sum()),
         "val_scan": scan,
         "seconds": timings,
-        "trunk_table_bytes": int(trunk.table.numel() * trunk.table.element_size()),
+        "trunk_table_bytes": sum(t.numel() * t.element_size() for t in trunk.tables())
+        + int(trunk.scales.numel() * trunk.scales.element_size()),
+        "int8_modes": full.int8_modes,
     }
     return PodFit(branch.eval(), trunk.eval(), full, report)
 
@@ -495,11 +659,20 @@ def _choose_modes(
     norm2 = np.square(y, dtype=np.float64).sum(axis=1)  # (V,)
     pred = spline(np.asarray(val.sources, dtype=np.float64)) * entry_scale  # (V, p)
     counts = sorted({*range(cfg.mode_step, p_max, cfg.mode_step), p_max})
+    quantized = cfg.table_dtype == "quantized"
     scan = []
-    for p in counts:
+    for p in tqdm(counts, desc="mode counts", disable=not (progress and quantized)):
         err2 = norm2 - 2 * (pred[:, :p] * proj[:, :p]).sum(1) + (pred[:, :p] ** 2).sum(1)
         rel = float(np.mean(np.sqrt(np.maximum(err2, 0.0) / norm2)))
-        scan.append({"modes": p, "val_rel_l2": rel})
+        row: dict[str, float] = {"modes": p, "val_rel_l2": rel}
+        if quantized:
+            # More modes leave fewer int8 ones under the byte cap: score what will be stored.
+            k8 = _int8_modes(cfg, p, modes.shape[1])
+            stored = dequantize(*quantize(modes[:p].T * entry_scale, k8), p)  # (T*P, p)
+            field = (pred[:, :p] / entry_scale).astype(np.float32) @ stored.T  # (V, T*P)
+            err = np.linalg.norm(field - y, axis=1) / np.sqrt(norm2)
+            row.update(float_val_rel_l2=rel, val_rel_l2=float(err.mean()), int8_modes=k8)
+        scan.append(row)
         if time.monotonic() - started > cfg.max_seconds:
             break  # out of time: choose among the counts scored so far
     best = min(r["val_rel_l2"] for r in scan)
@@ -541,16 +714,19 @@ def pod_from(ckpt: dict[str, Any]) -> PodFit:
     n_centres, width = branch_state["weights"].shape
     branch = PodBranch(cfg.dim, n_centres, width)
     branch.load_state_dict(branch_state)
-    trunk = PodTrunk(cfg, trunk_state["table"].shape[1])
+    trunk = PodTrunk(cfg, cfg.n_modes)
     trunk.load_state_dict(trunk_state)
     return PodFit(branch.eval(), trunk.eval(), cfg, ckpt.get("report", {}))
 
 
 def export_pod_graphs(fit: PodFit, out_dir: str | Path) -> dict[str, Path]:
-    """branch.onnx and trunk.onnx, served as any DeepONet's (training/acoustics/graphs.py)."""
+    """branch.onnx and trunk.onnx, served as any DeepONet's (training/acoustics/graphs.py);
+    the trunk's table tensors go to data files beside it (`trunk.table_<i>.bin`, ...)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    return export_factors(fit.branch, fit.trunk, fit.config.room_size, out)
+    paths = export_factors(fit.branch, fit.trunk, fit.config.room_size, out)
+    externalize(paths["trunk"], min_bytes=TABLE_FILE_MIN_BYTES)
+    return paths
 
 
 class TorchPod:
