@@ -65,8 +65,8 @@ CHECKPOINT = "pod.pt"
 GRID_TOLERANCE = 1e-3
 # Bytes per stored mode value (quantized: the 4-bit part; its int8 part costs 1).
 TABLE_BYTES = {"float32": 4.0, "float16": 2.0, "quantized": 0.5}
-# Trunk tensors at least this large are written beside the graph, not in it: the table always.
-TABLE_FILE_MIN_BYTES = 1024
+# Trunk tensors at least this large are written beside the graph, not in it (the table).
+TABLE_FILE_MIN_BYTES = 16 * 1024
 # Bytes per row of a quantized table besides the codes: a float16 scale for each part.
 SCALE_BYTES = 4
 
