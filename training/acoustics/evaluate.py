@@ -56,10 +56,12 @@ class OnnxDeepONet:
         return self.trunk.run(None, {"points": points.astype(np.float32)})[0]
 
     def graph_bytes(self) -> int:
-        """What serving this model ships: every graph file the manifest names."""
+        """What serving this model ships: every graph file the manifest names, with the
+        external data files of each."""
         return sum(
-            (self.model_dir / graph["file"]).stat().st_size
+            (self.model_dir / file).stat().st_size
             for graph in self.manifest["graphs"].values()
+            for file in [graph["file"], *graph.get("data", {})]
         )
 
 

@@ -69,6 +69,8 @@ def externalize(path: Path, min_bytes: int) -> list[str]:
             files.append(name)
     if files:
         external_data_helper.write_external_data_tensors(model, str(path.parent))
+        for name in files:  # the writer makes them private; they are served like the graph
+            (path.parent / name).chmod(0o644)
         onnx.save_model(model, str(path))
         onnx.checker.check_model(str(path))
     return files
