@@ -11,6 +11,7 @@ import time
 import uuid
 from typing import Any
 
+import orjson
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -83,17 +84,37 @@ class AccessMiddleware:
         sent = dict(scope["headers"]).get(HEADER)
         rid = sent.decode() if sent and _CLIENT_ID.fullmatch(sent) else uuid.uuid4().hex
         token = request_id.set(rid)
-        status = 500
+        status, started = 500, False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
                 message["headers"] = [*message.get("headers", ()), (HEADER, rid.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # The last resort: what escaped every handler is a bug. Logged with its traceback
+            # and the request id, answered in the error shape (not Starlette's plain text).
+            log.exception("unhandled error", extra={"path": scope["path"]})
+            if started:
+                raise
+            body = orjson.dumps(
+                {"error": "internal error, logged with this request's id", "field": None}
+            )
+            await send_with_id(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send_with_id({"type": "http.response.body", "body": body})
         finally:
             elapsed = time.perf_counter() - start
             route, params = _route_template(scope)

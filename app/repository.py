@@ -75,14 +75,16 @@ class Snapshot:
             raise NotFoundError(f"no model named {name!r} is served (see GET /v1/models)", "model")
         if version is None:
             return versions[max(versions)]
-        # Canonical spelling only, as on disk: "01" is not version 1.
-        if _VERSION.fullmatch(version) and str(int(version)) == version:
+        # Canonical spelling only, as on disk: "01" is not version 1. No served version has
+        # 19 digits, and int() refuses strings of thousands (Python's int-string limit).
+        if len(version) <= 18 and _VERSION.fullmatch(version) and str(int(version)) == version:
             found = versions.get(int(version))
             if found is not None:
                 return found
         served = ", ".join(str(v) for v in sorted(versions))
+        shown = version if len(version) <= 40 else f"{version[:40]}... ({len(version)} chars)"
         raise NotFoundError(
-            f"model {name!r} has no version {version!r} (served: {served})", "version"
+            f"model {name!r} has no version {shown!r} (served: {served})", "version"
         )
 
     def find(self, name: str, version: int) -> ModelVersion | None:

@@ -210,9 +210,10 @@ def test_unknown_model_or_version_is_404(
     body = good_body(domain)
     expect(client.post("/v1/models/no-such-model/predict", json=body), 404, "model")
     expect(client.post("/v1/models/no-such-model/versions/1/predict", json=body), 404, "model")
-    for version in ["2", "0", "abc", "01"]:
+    # 5,000 digits: past Python's int-string limit, which once made this a 500.
+    for version in ["2", "0", "abc", "01", "1" * 5000]:
         r = client.post(f"/v1/models/{tiny_acoustic.name}/versions/{version}/predict", json=body)
-        expect(r, 404, "version")
+        assert len(expect(r, 404, "version")["error"]) < 200
     expect(client.get("/v1/models/no-such-model"), 404, "model")
 
 
@@ -256,3 +257,20 @@ def test_unparseable_bodies(
 def test_framework_errors_keep_the_error_shape(client: TestClient) -> None:
     expect(client.get("/no/such/route"), 404, None)
     expect(client.get("/v1/admin/reload"), 405, None)
+
+
+def test_an_unexpected_error_is_500_in_the_error_shape_with_the_request_id(
+    tiny_acoustic: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(Settings(model_dir=tiny_acoustic.models))
+
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/boom", boom)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.get("/boom", headers={"X-Request-ID": "abc123"})
+    expect(r, 500, None)
+    assert r.headers["x-request-id"] == "abc123"
+    logged = [rec for rec in caplog.records if rec.getMessage() == "unhandled error"]
+    assert logged and logged[0].exc_info is not None

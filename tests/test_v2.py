@@ -417,6 +417,12 @@ def test_bad_binary_requests_name_the_problem(client: TestClient, tiny_acoustic:
     nan[1, 0] = np.nan
     nan_body, nan_headers = binary_body([("points", nan, "FP32")])
     cases.append(("nan", nan_body, nan_headers, "inputs[0].data"))
+    # No element, but one dimension no array can have: once a 500 from numpy.
+    empty = {"name": "points", "shape": [0, 2**62, dim + 1], "datatype": "FP32",
+             "parameters": {"binary_data_size": 0}}  # fmt: skip
+    huge = json.dumps({"inputs": [empty]}).encode()
+    huge_headers = {"Inference-Header-Content-Length": str(len(huge))}
+    cases.append(("huge zero-size shape", huge, huge_headers, "inputs[0].shape"))
     for what, content, hdrs, field in cases:
         r = client.post(url, content=content, headers=hdrs)
         assert r.status_code == 400, (what, r.text)

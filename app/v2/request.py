@@ -73,11 +73,19 @@ def _flag(params: dict[str, Any], key: str, field: str) -> bool | None:
     return value
 
 
+# A dimension beyond int32 is no array this service could hold, even beside a zero one
+# (numpy refuses such shapes, and they must not reach it as an unexpected error).
+MAX_DIM = 2**31 - 1
+MAX_RANK = 8
+
+
 def _shape(value: Any, field: str) -> tuple[int, ...]:
     if not isinstance(value, list) or not all(
-        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value
+        isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_DIM for n in value
     ):
-        raise BadRequestError(f"{field} must be a list of non-negative integers", field)
+        raise BadRequestError(f"{field} must be a list of integers from 0 to {MAX_DIM:,}", field)
+    if len(value) > MAX_RANK:
+        raise BadRequestError(f"{field} has {len(value)} dimensions, at most {MAX_RANK}", field)
     return tuple(value)
 
 
