@@ -368,6 +368,13 @@ def _bad_requests(name: str, dim: int) -> list[tuple[str, str, dict[str, Any], i
         ),
         ("id type", e2e, {"inputs": good, "id": 7}, 400, "id"),
         (
+            "points that overflow the trunk (its answer would be null)",
+            trunk,
+            {"inputs": [tensor("points", np.full((1, dim + 1), 3e38, np.float32))]},
+            422,
+            "inputs.points",
+        ),
+        (
             "source in a wall",
             e2e,
             {"inputs": [tensor("source", np.full((1, dim), 50.0, np.float32)), good[1]]},

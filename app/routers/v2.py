@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request, Response
 
 from app.deps import Serving, ServingDep, SnapshotDep
 from app.families import Inference
-from app.v2.catalog import bind, metadata, names, resolve, selected
+from app.v2.catalog import bind, metadata, names, refuse_non_finite, resolve, selected
 from app.v2.request import HEADER_LENGTH, decompress, parse
 from app.v2.response import infer_response
 
@@ -101,6 +101,7 @@ async def _infer(request: Request, serving: Serving, name: str, version: str | N
         else predictor.infer_graph(v2.graph, tensors, ctx)
     )
     request.state.cache = result.cache
+    refuse_non_finite(v2.name, tensors, [(n, result.outputs[n]) for n, _ in wanted])
     parameters: dict[str, str | int | bool] = {"cache": result.cache}
     if result.warnings:
         parameters["warnings"] = "; ".join(n.message for n in result.warnings)

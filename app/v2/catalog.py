@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from app.errors import BadRequestError, NotFoundError
+from app.errors import BadRequestError, InvalidInputError, NotFoundError
 from app.families import Limits
 from app.manifest import TensorSpec
 from app.repository import ModelVersion, Snapshot
@@ -137,3 +137,19 @@ def selected(
                 f"model {v2.name!r} has no output {r.name!r} (outputs: {names_})", "outputs"
             )
     return [(r.name, default_binary if r.binary is None else r.binary) for r in requested]
+
+
+def refuse_non_finite(
+    name: str, inputs: dict[str, NDArray[Any]], outputs: list[tuple[str, NDArray[Any]]]
+) -> None:
+    """422 rather than an answer holding NaN or infinity (JSON would carry them as null): a
+    graph asked directly, without the domain routes' checks, can be driven off its range
+    (points at 1e38 overflow a trunk's arithmetic)."""
+    for out, array in outputs:
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            field = f"inputs.{next(iter(inputs))}" if len(inputs) == 1 else "inputs"
+            raise InvalidInputError(
+                f"{name}: output {out!r} is not finite for these inputs; they lie outside "
+                "what the model can compute (see the model's domain in its metadata)",
+                field,
+            )
