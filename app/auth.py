@@ -5,7 +5,9 @@
                            only these (none configured = admin routes refused for everyone)
     neither set            open
 
-Health probes (/health/*, /v2/health/*) are always open. Keys are compared in constant time
+Health probes (/health/*, /v2/health/*) are always open; once keys are set, /health/ready tells
+a caller without a valid key only whether the service is ready (its details name hosts and
+paths). Keys are compared in constant time
 (hmac.compare_digest over sha256 digests, against every configured key, no early exit) and
 never logged: a refusal is logged with its reason and the request id only.
 """
@@ -113,7 +115,13 @@ class AuthMiddleware:
         if not self.enabled or scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        refusal = self.check(route_path(scope), dict(scope["headers"]))
+        path = route_path(scope)
+        if path.startswith(OPEN_PREFIXES):
+            # Open, but what a probe tells depends on who asks (/health/ready's details).
+            keys, _ = _presented(dict(scope["headers"]))
+            known = any(_known(_digest(k), self._any) for k in keys)
+            scope.setdefault("state", {})["authenticated"] = known
+        refusal = self.check(path, dict(scope["headers"]))
         if refusal is None:
             await self.app(scope, receive, send)
             return

@@ -316,6 +316,12 @@ class CacheHealth(BaseModel):
     )
 
 
+class ReadinessBrief(BaseModel):
+    """/health/ready to a caller without a key, when keys are configured: no details."""
+
+    status: Literal["ready", "unavailable"]
+
+
 class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
     models: list[LoadedVersion]

@@ -185,6 +185,12 @@ def test_health_is_open_and_everything_else_needs_a_key(
 ) -> None:
     for path in ("/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready"):
         assert locked.get(path).status_code == 200, path
+    # Readiness without disclosure: no key, no details (cache host, refused paths, devices).
+    assert locked.get("/health/ready").json() == {"status": "ready"}
+    assert locked.get("/health/ready", headers=bearer("wrong")).json() == {"status": "ready"}
+    for key in (USER, ADMIN):
+        detailed = locked.get("/health/ready", headers=bearer(key)).json()
+        assert {"cache", "refused", "models"} <= set(detailed), detailed
     name = tiny_acoustic.name
     body = good_body(tiny_acoustic, 62)
     for method, path in [

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from app.deps import CacheDep, RepositoryDep, SnapshotDep
-from app.schemas import CacheHealth, Liveness, Readiness
+from app.schemas import CacheHealth, Liveness, Readiness, ReadinessBrief
 from app.views import loaded_versions, refused_versions
 
 router = APIRouter(prefix="/health", tags=["health"])
@@ -18,13 +18,20 @@ async def live() -> Liveness:
 
 @router.get("/ready", responses={503: {"model": Readiness, "description": "No model is served."}})
 async def ready(
-    snapshot: SnapshotDep, repository: RepositoryDep, cache: CacheDep, response: Response
-) -> Readiness:
+    snapshot: SnapshotDep,
+    repository: RepositoryDep,
+    cache: CacheDep,
+    request: Request,
+    response: Response,
+) -> Readiness | ReadinessBrief:
     """Ready when a model is loaded. A Redis that is down does not make the service unready
-    (it answers by computing); it shows here as cache.status "down"."""
+    (it answers by computing); it shows here as cache.status "down". With API keys set, a
+    caller without a valid key learns only the status: the details name hosts and paths."""
     models = loaded_versions(snapshot)
     if not models:
         response.status_code = 503
+    if not getattr(request.state, "authenticated", True):
+        return ReadinessBrief(status="ready" if models else "unavailable")
     await cache.backend.check()  # a probe, unless Redis is in its back-off
     status = cache.status()
     return Readiness(
