@@ -7,9 +7,9 @@
 
 Health probes (/health/*, /v2/health/*) are always open; once keys are set, /health/ready tells
 a caller without a valid key only whether the service is ready (its details name hosts and
-paths). Keys are compared in constant time
-(hmac.compare_digest over sha256 digests, against every configured key, no early exit) and
-never logged: a refusal is logged with its reason and the request id only.
+paths). Keys are compared in constant time (hmac.compare_digest over sha256 digests, against
+every configured key, no early exit) and never logged: a refusal is logged with its reason and
+the request id only.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from app.errors import FieldserveError, ForbiddenError, UnauthorizedError
 log = logging.getLogger("fieldserve.auth")
 
 OPEN_PREFIXES = ("/health/", "/v2/health/")
+READY = "/health/ready"  # open, but with details only for a valid key
 ADMIN_PREFIX = "/v1/admin"
 FIELD = "authorization"
 
@@ -115,13 +116,13 @@ class AuthMiddleware:
         if not self.enabled or scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = route_path(scope)
-        if path.startswith(OPEN_PREFIXES):
-            # Open, but what a probe tells depends on who asks (/health/ready's details).
-            keys, _ = _presented(dict(scope["headers"]))
+        path, headers = route_path(scope), dict(scope["headers"])
+        if path == READY:
+            # Open, but what it tells depends on who asks: its details name hosts and paths.
+            keys, _ = _presented(headers)
             known = any(_known(_digest(k), self._any) for k in keys)
             scope.setdefault("state", {})["authenticated"] = known
-        refusal = self.check(path, dict(scope["headers"]))
+        refusal = self.check(path, headers)
         if refusal is None:
             await self.app(scope, receive, send)
             return

@@ -470,7 +470,7 @@ def _node_receiver(node_index: NDArray[np.int64], counts: tuple[int, ...]) -> ND
     return owner.reshape(-1)
 
 
-def row_bytes(cfg: PodConfig, n_modes: int, int8_modes: int = 0) -> float:
+def _row_bytes(cfg: PodConfig, n_modes: int, int8_modes: int = 0) -> float:
     """Bytes of one table row (one receiver at one time step)."""
     if cfg.table_dtype != "quantized":
         return n_modes * TABLE_BYTES[cfg.table_dtype]
@@ -480,7 +480,7 @@ def row_bytes(cfg: PodConfig, n_modes: int, int8_modes: int = 0) -> float:
 def _int8_modes(cfg: PodConfig, n_modes: int, rows: int) -> int:
     """As many leading int8 modes as the trunk's byte cap allows."""
     budget = cfg.max_trunk_mb * 2**20 / rows
-    return max(k for k in range(n_modes + 1) if k == 0 or row_bytes(cfg, n_modes, k) <= budget)
+    return max(k for k in range(n_modes + 1) if k == 0 or _row_bytes(cfg, n_modes, k) <= budget)
 
 
 def quantize(
@@ -578,7 +578,7 @@ def fit_pod(
     usable = int((lam > lam[0] * 1e-12).sum())
     rows = n_r * n_t
     room_for = int(
-        (cfg.max_trunk_mb * 2**20 / rows - row_bytes(cfg, 0)) // TABLE_BYTES[cfg.table_dtype]
+        (cfg.max_trunk_mb * 2**20 / rows - _row_bytes(cfg, 0)) // TABLE_BYTES[cfg.table_dtype]
     )
     p_max = max(1, min(cfg.n_modes, usable, room_for))
     sv = np.sqrt(lam[:p_max])
