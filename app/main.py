@@ -11,13 +11,35 @@ from app.access import AccessMiddleware
 from app.auth import AuthMiddleware
 from app.body_limit import BodyLimitMiddleware
 from app.cache import build_cache
+from app.cache.backend import BackendStatus
 from app.codecs import OrjsonResponse
 from app.errors import install_error_handlers
-from app.metrics import Metrics
-from app.repository import ModelRepository
+from app.metrics import Metrics, ServingState
+from app.repository import ModelRepository, Snapshot
 from app.routers import admin, health, metrics, models, v2
 from app.runtime import Runtime
 from app.settings import Settings
+
+
+def serving_state(snapshot: Snapshot, cache: BackendStatus) -> ServingState:
+    models = (
+        {
+            "model": m.name,
+            "version": str(m.version),
+            "family": m.manifest.family,
+            "task": m.manifest.task,
+            "provider": m.provider,
+        }
+        for m in snapshot
+    )
+    return ServingState(
+        snapshot.execution_provider or "",
+        models,
+        len(snapshot.refused),
+        cache.backend,
+        cache.up,
+        cache.detail,
+    )
 
 
 @asynccontextmanager
@@ -31,7 +53,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     cache = build_cache(settings, meters)
     await cache.backend.check()  # logs whether Redis answers; never fatal
     await repository.reload()
-    meters.watch(lambda: repository.snapshot, cache.status)
+    meters.watch(lambda: serving_state(repository.snapshot, cache.status()))
     app.state.repository = repository
     app.state.cache = cache
     try:

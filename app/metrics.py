@@ -23,67 +23,64 @@ is a served model name or "-": label values stay few whatever clients send.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from app.cache.backend import BackendStatus
-    from app.repository import Snapshot
-
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 _LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 Observer = Callable[[float], None]
 
 
+@dataclass(frozen=True)
+class ServingState:
+    """What the gauges show, in plain values: metrics stands on its own floor and knows
+    neither the repository nor the cache (the lifespan translates, see app.main)."""
+
+    provider: str
+    models: Iterable[Mapping[str, str]]  # model, version, family, task, provider
+    refused: int
+    cache_backend: str
+    cache_up: bool
+    cache_detail: Mapping[str, Any]
+
+
 class _State(Collector):
     """Read at scrape time from what the lifespan built: never stale after a reload."""
 
-    def __init__(
-        self, snapshot: Callable[[], Snapshot], cache: Callable[[], BackendStatus]
-    ) -> None:
-        self._snapshot = snapshot
-        self._cache = cache
+    def __init__(self, state: Callable[[], ServingState]) -> None:
+        self._state = state
 
     def collect(self) -> Iterator[Metric]:
-        snapshot = self._snapshot()
+        state = self._state()
         provider = InfoMetricFamily(
             "fieldserve_execution_provider", "Execution provider the sessions actually run on."
         )
-        provider.add_metric([], {"provider": snapshot.execution_provider or "none"})
+        provider.add_metric([], {"provider": state.provider or "none"})
         yield provider
         models = InfoMetricFamily("fieldserve_model", "Served model versions.")
-        for m in snapshot:
-            models.add_metric(
-                [],
-                {
-                    "model": m.name,
-                    "version": str(m.version),
-                    "family": m.manifest.family,
-                    "task": m.manifest.task,
-                    "provider": m.provider,
-                },
-            )
+        for labels in state.models:
+            models.add_metric([], dict(labels))
         yield models
         yield GaugeMetricFamily(
             "fieldserve_models_refused",
             "Model versions refused on the last scan.",
-            value=len(snapshot.refused),
+            value=state.refused,
         )
-        status = self._cache()
         up = GaugeMetricFamily("fieldserve_cache_up", "Cache store reachable.", labels=["backend"])
-        up.add_metric([status.backend], 1.0 if status.up else 0.0)
+        up.add_metric([state.cache_backend], 1.0 if state.cache_up else 0.0)
         yield up
         for name in ("entries", "bytes"):
-            if name in status.detail:
+            if name in state.cache_detail:
                 yield GaugeMetricFamily(
                     f"fieldserve_cache_{name}",
                     f"In-process cache {name}.",
-                    value=float(status.detail[name]),
+                    value=float(state.cache_detail[name]),
                 )
 
 
@@ -143,11 +140,11 @@ class Metrics:
             registry=r,
         )
 
-    def watch(self, snapshot: Callable[[], Snapshot], cache: Callable[[], BackendStatus]) -> None:
+    def watch(self, state: Callable[[], ServingState]) -> None:
         """Report what this lifespan built (replacing a previous lifespan's view)."""
         if self._state is not None:
             self.registry.unregister(self._state)
-        self._state = _State(snapshot, cache)
+        self._state = _State(state)
         self.registry.register(self._state)
 
     def graph_observer(self, model: str, version: str, graph: str) -> Observer:

@@ -36,7 +36,7 @@ PROBES = [
     ("app.routers.models", "decode_json", "decode JSON body"),
     ("app.routers.models", "cached_prediction", "response cache (lookup + compute + store)"),
     ("app.routers.models", "render", "render answer"),
-    ("app.cache.responses", "hash_off_loop", "hash request body"),
+    ("app.answers", "hash_off_loop", "hash request body"),
     ("app.families.deeponet", "validate_body", "pydantic validation"),
     ("app.families.deeponet", "AcousticDeepONet.predict", "deeponet predict"),
     ("app.families.deeponet", "AcousticDeepONet._field", "deeponet field"),

@@ -35,6 +35,9 @@ class FactorCache:
         """Whether a factor of this size would be stored (else compute it the cheap way)."""
         return nbytes <= self.cache.max_item_bytes
 
+    def up(self) -> bool:
+        return self.cache.status().up
+
     async def get(
         self,
         kind: str,

@@ -7,13 +7,13 @@ with a `load(manifest, graphs) -> Predictor` registered in app/families/__init__
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from numpy.typing import NDArray
 
-from app.cache.factors import FactorCache
+from app.bundle import Bundle
 from app.manifest import Manifest, TensorSpec
 from app.runtime import Graph
 
@@ -29,12 +29,49 @@ class Limits:
     max_points: int
 
 
+Arrays = Mapping[str, NDArray[Any]]
+
+
+class Factors(Protocol):
+    """The factor cache as a family sees it, bound to one model version (app.cache.factors
+    implements it; the families do not import the cache, the cache does not know them)."""
+
+    model: str
+    version: str
+
+    def fits(self, nbytes: int) -> bool:
+        """Whether a factor of this size would be stored (else compute it the cheap way)."""
+        ...
+
+    def up(self) -> bool:
+        """Whether the shared store answers (a remembered geometry may live only there)."""
+        ...
+
+    async def get(
+        self,
+        kind: str,
+        graph_sha256: str,
+        inputs: Sequence[NDArray[Any]],
+        compute: Callable[[], Arrays],
+    ) -> tuple[Arrays, bool]:
+        """The factor `kind` of these graph inputs, cached or computed: (arrays, reused)."""
+        ...
+
+    async def recall(self, kind: str, ident: str) -> Bundle | None:
+        """The entry stored under a known digest, or None: nothing computed."""
+        ...
+
+    async def store(self, kind: str, ident: str, value: Bundle) -> None:
+        """Store `value` under a known digest."""
+        ...
+
+
 @dataclass(frozen=True)
 class PredictContext:
     """What a request hands a predictor besides its body: limits and the factor cache."""
 
     limits: Limits
-    factors: FactorCache
+    factors: Factors
 
 
 @dataclass(frozen=True)

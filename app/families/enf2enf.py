@@ -237,7 +237,7 @@ class AirfoilEnf2Enf:
             bundle = await ctx.factors.recall(GEOMETRY, spec.geometry_id)
             found = self._stored(spec.geometry_id, bundle) if bundle is not None else None
             if found is None:
-                down = "" if ctx.factors.cache.status().up else " (the cache is down right now)"
+                down = "" if ctx.factors.up() else " (the cache is down right now)"
                 raise NotFoundError(
                     f"geometry_id {spec.geometry_id} is unknown to {ctx.factors.model} version "
                     f"{ctx.factors.version} or has expired{down}; send the geometry itself (or "

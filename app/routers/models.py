@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from app.answers import cached_prediction
 from app.bundle import MEDIA_TYPE
-from app.cache.responses import cached_prediction
 from app.codecs import JsonDecodeError, decode_json
 from app.deps import Serving, ServingDep, SnapshotDep
 from app.errors import BadRequestError, NotFoundError

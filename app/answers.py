@@ -16,7 +16,7 @@ from app.bundle import Bundle, join, split
 from app.cache.factors import hash_off_loop
 from app.cache.keys import cache_key
 from app.cache.store import Cache
-from app.families.base import Notice, Prediction
+from app.families import Notice, Prediction
 
 log = logging.getLogger("fieldserve.cache")
 
