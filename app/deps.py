@@ -45,7 +45,8 @@ class Serving:
 
     @property
     def limits(self) -> Limits:
-        return Limits(max_points=self.settings.max_points)
+        s = self.settings
+        return Limits(s.max_points, s.max_response_bytes, s.max_work_bytes)
 
     def context(self, model: ModelVersion) -> PredictContext:
         """What a predictor gets for one request: the limits and this version's factor cache."""

@@ -8,6 +8,7 @@ session's `get_providers()` is read back and that is what the service reports.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import functools
 import logging
 import time
@@ -27,6 +28,26 @@ log = logging.getLogger("fieldserve.runtime")
 
 
 T = TypeVar("T")
+
+# A run with this many rows (the largest leading dimension of its inputs) hands its arena
+# memory back when it ends: onnxruntime's arena otherwise keeps the largest run's activations
+# for the life of the session (measured: +180 MB after one 160,000-row branch request, in
+# 8,192-row runs). Smaller runs keep their arena, which is what makes them fast.
+SHRINK_ROWS = 2_048
+_SHRINK = ort.RunOptions()
+_SHRINK.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+_M_MMAP_THRESHOLD = -3
+
+
+def return_big_frees() -> None:
+    """Make glibc give every freed block of 1 MiB or more back to the system. Its default
+    threshold rises with each large free, after which big arrays (answers, arena chunks) come
+    from a heap that never shrinks: the process stayed 170 MB above its start after a few
+    large requests, and 25 MB above with this. Harmless where the libc is not glibc."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+    except (OSError, AttributeError):
+        log.debug("not glibc: large frees stay with the allocator")
 
 
 def select_providers(device: Device, available: Sequence[str]) -> tuple[str, ...]:
@@ -80,7 +101,9 @@ class Graph:
 
     def run(self, feeds: Mapping[str, NDArray[Any]]) -> list[NDArray[Any]]:
         start = time.perf_counter()
-        out = [np.asarray(a) for a in self.session.run(list(self.outputs), dict(feeds))]
+        rows = max((a.shape[0] for a in feeds.values() if a.ndim), default=0)
+        options = _SHRINK if rows >= SHRINK_ROWS else None
+        out = [np.asarray(a) for a in self.session.run(list(self.outputs), dict(feeds), options)]
         if self.observe is not None:
             self.observe(time.perf_counter() - start)
         return out
@@ -103,6 +126,7 @@ class Runtime:
         self.intra_op_threads = intra_op_threads
         self.observers = observers
         self.available = tuple(ort.get_available_providers())
+        return_big_frees()
         try:
             self.providers: tuple[str, ...] = select_providers(device, self.available)
             self.unavailable: str | None = None

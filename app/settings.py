@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     cache_max_item_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
     # Most space-time points (receivers x times) one request may ask for.
     max_points: int = Field(default=2_000_000, ge=1)
+    # Largest answer of a tensor-level (V2) call, in bytes as sent (4 per binary float, at most
+    # 16 as JSON text); checked from the input shapes before any graph runs (422 naming them).
+    max_response_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    # Arrays one request may hold at once (its factors and its answer), checked the same way.
+    max_work_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
     # Larger request bodies are answered 413 before they are read.
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
     # Comma-separated in the environment; unset = open. Out of repr: keys never reach a log.

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from app.errors import ManifestError
 from app.families.base import (
+    Cost,
     Family,
     GeometryEncoder,
     Inference,
@@ -43,6 +44,7 @@ def build_predictor(manifest: Manifest, graphs: Mapping[str, Graph]) -> Predicto
 
 __all__ = [
     "FAMILIES",
+    "Cost",
     "Family",
     "GeometryEncoder",
     "Inference",

@@ -27,6 +27,18 @@ class Limits:
     """Per-request limits from the settings, passed in so predictors stay settings-free."""
 
     max_points: int
+    max_response_bytes: int = 64 * 1024 * 1024
+    max_work_bytes: int = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a tensor-level call will hold, known from its input shapes before any graph runs:
+    the elements of each output, and the bytes of every array held at once (factors, outputs;
+    not the inputs, which the body limit bounds)."""
+
+    values: Mapping[str, int]
+    work_bytes: int
 
 
 Arrays = Mapping[str, NDArray[Any]]
@@ -118,6 +130,12 @@ class Predictor(Protocol):
     @property
     def signature(self) -> Signature:
         """Tensors of the end-to-end model (the V2 model named like the model itself)."""
+        ...
+
+    def cost(
+        self, graph: str | None, inputs: Mapping[str, NDArray[Any]], ctx: PredictContext
+    ) -> Cost:
+        """What `infer` (graph None) or `infer_graph(graph)` would hold for these inputs."""
         ...
 
     async def infer(self, inputs: Mapping[str, NDArray[Any]], ctx: PredictContext) -> Inference:

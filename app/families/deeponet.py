@@ -25,6 +25,7 @@ from app.errors import InvalidInputError, ManifestError
 from app.families.acoustic_domain import AcousticDomain, GridPoints
 from app.families.base import (
     CacheState,
+    Cost,
     Inference,
     Limits,
     Notice,
@@ -36,10 +37,11 @@ from app.manifest import Manifest, TensorSpec
 from app.runtime import Graph, run_blocking
 from app.schemas import AcousticRequest, ReceiverGrid, TimeRange, validate_body
 
-# Trunk rows per session.run: bounds the (rows, p+1) basis held at once while keeping each call
-# long enough that the per-call overhead does not matter. Measured on 100k points: 8,192 rows
-# ran the trunk 30% faster than 32,768 and grew onnxruntime's arena by 76 MB instead of 227 MB.
-TRUNK_CHUNK = 8_192
+# Rows per session.run of either net: bounds the (rows, p+1) factor held at once and the arena
+# onnxruntime keeps, while keeping each call long enough that the per-call overhead does not
+# matter. Measured on 100k points: 8,192 rows ran the trunk 30% faster than 32,768 and grew
+# onnxruntime's arena by 76 MB instead of 227 MB.
+CHUNK_ROWS = 8_192
 # Below this many multiply-adds the composition runs on the event loop (a thread hop costs more).
 _INLINE_COMPOSE = 1 << 18
 
@@ -119,6 +121,22 @@ class AcousticDeepONet:
                 "index": grid.index,
             }
         return Prediction(fields, tuple(notices), cache)
+
+    def cost(
+        self, graph: str | None, inputs: Mapping[str, NDArray[Any]], ctx: PredictContext
+    ) -> Cost:
+        w = self.width
+        if graph == "branch":
+            b = len(inputs[self.branch.inputs[0]])
+            return Cost({self.branch.outputs[0]: b * w}, 4 * b * w)
+        if graph is not None:
+            n = len(inputs[self.trunk.inputs[0]])
+            return Cost({self.trunk.outputs[0]: n * w}, 4 * n * w)
+        source_spec, points_spec = self._signature.inputs
+        b, n = len(inputs[source_spec.name]), len(inputs[points_spec.name])
+        # The basis is held whole only when it would be cached; else streamed chunk by chunk.
+        basis = n * w if ctx.factors.fits(4 * n * w) else min(n, CHUNK_ROWS) * w
+        return Cost({self._signature.outputs[0].name: b * n}, 4 * (b * w + basis + b * n))
 
     async def infer(self, inputs: Mapping[str, NDArray[Any]], ctx: PredictContext) -> Inference:
         """sources (B, dim) and space-time points (N, dim + 1) -> pressure (B, N)."""
@@ -228,7 +246,7 @@ class AcousticDeepONet:
             "branch",
             self.branch.ident.sha256,
             [sources],
-            lambda: {name: self.branch.run_one(sources)},
+            lambda: {name: self.coefficients(sources)},
         )
         return out[name], reused
 
@@ -260,22 +278,32 @@ class AcousticDeepONet:
     # -- inference (blocking: runs in a worker thread) ---------------------------------------
 
     def basis(self, points: F32) -> F32:
-        """Trunk factor (N, p+1), evaluated chunk by chunk to bound onnxruntime's memory."""
-        if points.shape[0] <= TRUNK_CHUNK:
-            return self.trunk.run_one(points)
-        out = np.empty((points.shape[0], self.width), dtype=np.float32)
-        for start in range(0, points.shape[0], TRUNK_CHUNK):
-            rows = slice(start, start + TRUNK_CHUNK)
-            out[rows] = self.trunk.run_one(points[rows])
-        return out
+        """Trunk factor (N, p+1)."""
+        return _chunked(self.trunk, points, self.width)
+
+    def coefficients(self, sources: F32) -> F32:
+        """Branch factor (B, p+1)."""
+        return _chunked(self.branch, sources, self.width)
 
     def streamed(self, coefficients: F32, points: F32) -> F32:
         """(B, N) pressure without ever holding the whole basis."""
         out = np.empty((len(coefficients), points.shape[0]), dtype=np.float32)
-        for start in range(0, points.shape[0], TRUNK_CHUNK):
-            rows = slice(start, start + TRUNK_CHUNK)
+        for start in range(0, points.shape[0], CHUNK_ROWS):
+            rows = slice(start, start + CHUNK_ROWS)
             out[:, rows] = compose(self.trunk.run_one(points[rows]), coefficients)
         return out
+
+
+def _chunked(graph: Graph, rows: F32, width: int) -> F32:
+    """(len(rows), width) in runs of CHUNK_ROWS: onnxruntime's arena grows to the largest run's
+    activations and keeps them (each row depends on itself alone: chunking changes no value)."""
+    if rows.shape[0] <= CHUNK_ROWS:
+        return graph.run_one(rows)
+    out = np.empty((rows.shape[0], width), dtype=np.float32)
+    for start in range(0, rows.shape[0], CHUNK_ROWS):
+        part = slice(start, start + CHUNK_ROWS)
+        out[part] = graph.run_one(rows[part])
+    return out
 
 
 def compose(basis: F32, coefficients: F32) -> F32:

@@ -15,6 +15,7 @@ end (encoder points and their SDF, conditions, query points and their SDF -> fie
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -25,7 +26,15 @@ from numpy.typing import NDArray
 from app.bundle import Bundle
 from app.errors import InvalidInputError, ManifestError, NotFoundError
 from app.families.airfoil_domain import F64, AirfoilDomain, geometry_id
-from app.families.base import CacheState, Inference, Notice, PredictContext, Prediction, Signature
+from app.families.base import (
+    CacheState,
+    Cost,
+    Inference,
+    Notice,
+    PredictContext,
+    Prediction,
+    Signature,
+)
 from app.manifest import Manifest
 from app.runtime import Graph, run_blocking
 from app.schemas import (
@@ -66,8 +75,10 @@ class AirfoilEnf2Enf:
         domain: AirfoilDomain,
         signature: Signature,
         field_names: tuple[str, ...],
+        encoder_output_shape: tuple[int, ...] = (),
     ) -> None:
         self.encoder = encoder
+        self.encoder_output_shape = encoder_output_shape
         self.decoder = decoder
         self.domain = domain
         self._signature = signature
@@ -122,7 +133,9 @@ class AirfoilEnf2Enf:
             ),
             outputs=(dec.outputs[0],),
         )
-        return cls(graphs["encoder"], graphs["decoder"], domain, signature, names)
+        return cls(
+            graphs["encoder"], graphs["decoder"], domain, signature, names, enc.outputs[0].shape
+        )
 
     @property
     def signature(self) -> Signature:
@@ -195,6 +208,19 @@ class AirfoilEnf2Enf:
         return Prediction({"geometry_id": geometry.id}, geometry.notices, cache)
 
     # -- Open Inference Protocol -------------------------------------------------------------
+
+    def cost(
+        self, graph: str | None, inputs: Mapping[str, NDArray[Any]], ctx: PredictContext
+    ) -> Cost:
+        # The latents' shape is fixed by the manifest (checked on load); the fields grow with
+        # the query points, decoded DECODER_CHUNK rows per run.
+        latents = math.prod(max(d, 1) for d in self.encoder_output_shape)
+        if graph == "encoder":
+            return Cost({self.encoder.outputs[0]: latents}, 4 * latents)
+        n = len(inputs[self.decoder.inputs[2]] if graph else inputs[self._signature.inputs[3].name])
+        fields = n * len(self.field_names)
+        name = self.decoder.outputs[0] if graph else self._signature.outputs[0].name
+        return Cost({name: fields}, 4 * (latents + fields))
 
     async def infer(self, inputs: Mapping[str, NDArray[Any]], ctx: PredictContext) -> Inference:
         """encoder_points (M, 2), encoder_sdf (M,), conditions (2,), points (N, 2), sdf (N,)

@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from app.errors import BadRequestError, InvalidInputError, NotFoundError
-from app.families import Limits
+from app.families import Cost, Limits
 from app.manifest import TensorSpec
 from app.repository import ModelVersion, Snapshot
 from app.v2.datatypes import v2_datatype
@@ -137,6 +137,47 @@ def selected(
                 f"model {v2.name!r} has no output {r.name!r} (outputs: {names_})", "outputs"
             )
     return [(r.name, default_binary if r.binary is None else r.binary) for r in requested]
+
+
+# Bytes of one float32 as sent: binary, or JSON text at most ("-3.4028235e+38," is 16).
+_BINARY_BYTES = 4
+_JSON_BYTES = 16
+
+
+def refuse_oversized(
+    v2: V2Model,
+    cost: Cost,
+    wanted: list[tuple[str, bool]],
+    inputs: dict[str, NDArray[Any]],
+    limits: Limits,
+) -> None:
+    """422 before any graph runs when the answer or the arrays held would pass the limits:
+    a 16 MB body can ask for gigabytes (500,000 sources x 101 coefficients as JSON)."""
+    largest = max(inputs, key=lambda n: inputs[n].size)
+    field = f"inputs.{largest}"
+    answer = sum(
+        cost.values[n] * (_BINARY_BYTES if binary else _JSON_BYTES) for n, binary in wanted
+    )
+    if answer > limits.max_response_bytes:
+        raise InvalidInputError(
+            f"{v2.name}: the answer would take up to {_mb(answer)} "
+            f"({', '.join(f'{n}: {cost.values[n]} values' for n, _ in wanted)}), more than "
+            f"the limit of {_mb(limits.max_response_bytes)} (FIELDSERVE_MAX_RESPONSE_BYTES); "
+            "send fewer rows per request"
+            + ("" if all(b for _, b in wanted) else " or ask for binary outputs (4 bytes a value)"),
+            field,
+        )
+    if cost.work_bytes > limits.max_work_bytes:
+        raise InvalidInputError(
+            f"{v2.name}: these inputs would hold {_mb(cost.work_bytes)} of arrays while "
+            f"computing, more than the limit of {_mb(limits.max_work_bytes)} "
+            "(FIELDSERVE_MAX_WORK_BYTES); send fewer rows per request",
+            field,
+        )
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
 
 
 def refuse_non_finite(
