@@ -5,6 +5,8 @@
     fieldserve_request_duration_seconds{route, model}              histogram
     fieldserve_cache_hits_total{model, kind}                       kind: branch, trunk, ...,
     fieldserve_cache_misses_total{model, kind}                     or response
+    fieldserve_cache_local_hits_total                              of those hits, answered by
+                                                                   the in-process tier (Redis)
     fieldserve_cache_shared_total{model, kind}                     waited on an identical
                                                                    computation (single flight)
     fieldserve_cache_too_large_total{model, kind}                  over the size cap, not stored
@@ -113,6 +115,11 @@ class Metrics:
         )
         self.cache_misses = Counter(
             "fieldserve_cache_misses", "Cache lookups that computed.", ["model", "kind"], registry=r
+        )
+        self.cache_local_hits = Counter(
+            "fieldserve_cache_local_hits",
+            "Hits answered by the in-process tier in front of Redis (also counted as hits).",
+            registry=r,
         )
         self.cache_shared = Counter(
             "fieldserve_cache_shared",

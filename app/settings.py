@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     cache_ttl_s: int = Field(default=3600, ge=1)
     # Byte budget of the in-process cache (least recently used entries go first).
     cache_max_bytes: int = Field(default=512 * 1024 * 1024, ge=0)
+    # With Redis: byte budget of the in-process tier in front of it (decoded values, least
+    # recently used go first); 0 = every lookup goes to Redis.
+    cache_local_max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
     # Larger values (an encoded factor or response) are computed every time, never cached.
     cache_max_item_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
     # Most space-time points (receivers x times) one request may ask for.

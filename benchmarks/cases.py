@@ -194,31 +194,46 @@ def _last_body(c: http.Client, w: Any, n_rec: int, binary: bool) -> bytes:
 
 
 def case_c(ctx: Context) -> Case:
-    """10,000 points: a new source with the trunk cached ("partial") against a true miss."""
+    """10,000 points: a new source with the trunk cached ("partial") against a true miss, with
+    the in-process cache and with Redis (and the in-process tier in front of it)."""
     w = ctx.work
     n_rec = 100
     reps, warm = ctx.reps(60, 6), 3
     total = reps + warm
     fixed = w.receivers(n_rec)
-    # The first warm-up call computes the trunk for `fixed`; every later one reuses it.
-    partial = [(s, fixed) for s in w.sources(total)]
     case: Case = {
         "title": f"C: {w.name}, 10,000 points, new source with cached trunk vs full miss",
         "points": n_rec * 100,
         "modes": {},
         "notes": [],
     }
-    with http.LeanClient(ctx.server().port) as c:
-        modes = [
-            ctx.http_mode(c, "http_partial", "HTTP JSON, new source, trunk cached", partial,
-                          binary=False, expect="partial", warmup=warm),
-            ctx.http_mode(c, "http_miss", "HTTP JSON, miss (new source + receivers)",
+
+    def modes(c: http.Client, prefix: str, label: str) -> list[Mode]:
+        # The first warm-up call computes the trunk for `fixed`; every later one reuses it.
+        partial = [(s, fixed) for s in w.sources(total)]
+        return [
+            ctx.http_mode(c, f"{prefix}partial", f"HTTP JSON, new source, trunk cached{label}",
+                          partial, binary=False, expect="partial", warmup=warm),
+            ctx.http_mode(c, f"{prefix}miss", f"HTTP JSON, miss (new source + receivers){label}",
                           _fresh(ctx, total, n_rec), binary=False, expect="miss", warmup=warm),
-            *_raw_modes(ctx, "", _fresh(ctx, total, n_rec), fixed),
         ]  # fmt: skip
-        case["modes"] = ctx.run_modes(modes, reps, warm, block=5)
+
+    with http.LeanClient(ctx.server().port) as c:
+        found = modes(c, "http_", "")
+        found += _raw_modes(ctx, "", _fresh(ctx, total, n_rec), fixed)
+        case["modes"] = ctx.run_modes(found, reps, warm, block=5)
+    redis, server = redis_pair(ctx)
+    try:
+        with http.LeanClient(server.port) as c:
+            case["modes"] |= ctx.run_modes(modes(c, "http_redis_", ", Redis"), reps, warm, block=5)
+    finally:
+        server.stop()
+        redis.stop()
     m = case["modes"]
     case["speedup_partial_vs_miss"] = ratio(m["http_miss"]["p50_ms"], m["http_partial"]["p50_ms"])
+    case["speedup_partial_vs_miss_redis"] = ratio(
+        m["http_redis_miss"]["p50_ms"], m["http_redis_partial"]["p50_ms"]
+    )
     return case
 
 

@@ -99,6 +99,16 @@ def evaluate(results: Results) -> list[dict[str, Any]]:
             why_missing=_why(results, "C"),
         )
     )  # fmt: skip
+    c_miss = _get(results, "C", "modes", "http_redis_miss", "p50_ms")
+    c_part = _get(results, "C", "modes", "http_redis_partial", "p50_ms")
+    t.append(
+        _target(
+            "C.partial_speedup_redis", "C", "with Redis, partial (cached trunk) >= 10 x faster "
+            "than a full miss at 10,000 points", None if c_miss is None or not c_part
+            else c_miss / c_part, 10.0, _ge, "x", detail=f"miss {c_miss} ms, partial {c_part} ms",
+            why_missing=_why(results, "C"),
+        )
+    )  # fmt: skip
     d_hit = _get(results, "D", "modes", "http_redis_hit", "p50_ms")
     t.append(
         _target("D.p50", "D", "whole-response hit from Redis p50 <= 1.5 ms", d_hit, 1.5, _le,

@@ -225,10 +225,10 @@ def test_entries_have_documented_keys_a_ttl_and_no_pickle(
         ttls = [r.ttl(k) for k in keys]
         r.close()
     else:
-        entries = client.app.state.cache.backend._entries  # type: ignore[attr-defined]
-        keys = list(entries)
-        values = [v for v, _ in entries.values()]
-        ttls = [expires - time.monotonic() for _, expires in entries.values()]
+        entries = client.app.state.cache.backend.items()  # type: ignore[attr-defined]
+        keys = [k for k, _, _ in entries]
+        values = [v for _, v, _ in entries]
+        ttls = [expires - time.monotonic() for _, _, expires in entries]
     assert keys and all(pattern.fullmatch(k) for k in keys), keys
     assert {k.split(":")[3] for k in keys} == {"branch", "trunk", "response"}
     assert all(v is not None and v[:4] == b"FSA\x01" for v in values)

@@ -342,3 +342,55 @@ async def test_a_corrupt_stored_value_is_recomputed() -> None:
     assert not reused and value.arrays["a"].tolist() == [1.0, 1.0]
     assert cache.metrics.cache_errors.labels("memory", "decode")._value.get() == 1
     assert (await cache.get_or_compute("k", "m", "branch", compute))[1]  # overwritten
+
+
+class CountingBackend(MemoryBackend):
+    """Stands in for Redis: counts the lookups that reach it."""
+
+    def __init__(self) -> None:
+        super().__init__(1 << 20)
+        self.gets = 0
+
+    async def get(self, key: str) -> bytes | None:
+        self.gets += 1
+        return await super().get(key)
+
+
+@pytest.mark.anyio
+async def test_the_local_tier_answers_without_the_shared_store() -> None:
+    shared = CountingBackend()
+    one = Cache(shared, ttl_s=60, max_item_bytes=1 << 20, local_max_bytes=10_000)
+    other = Cache(shared, ttl_s=60, max_item_bytes=1 << 20, local_max_bytes=10_000)
+
+    async def compute() -> Bundle:
+        return Bundle({}, {"a": np.arange(4, dtype=np.float32)})
+
+    await one.get_or_compute("k", "m", "trunk", compute)
+    assert shared.gets == 1  # the miss looked in the shared store once
+    value, reused = await one.get_or_compute("k", "m", "trunk", compute)
+    assert reused and shared.gets == 1  # then from the local tier alone
+    assert one.metrics.cache_local_hits._value.get() == 1
+    with pytest.raises(ValueError, match="read-only"):
+        value.arrays["a"][0] = 1.0  # shared by every request that finds it
+
+    # Another replica finds it in the shared store once, then keeps it too.
+    for _ in range(2):
+        value, reused = await other.get_or_compute("k", "m", "trunk", compute)
+        assert reused and value.arrays["a"].tolist() == [0, 1, 2, 3]
+    assert shared.gets == 2
+    assert other.status().detail["local_entries"] == 1
+
+
+@pytest.mark.anyio
+async def test_the_local_tier_is_bounded_and_skips_unreadable_values() -> None:
+    shared = CountingBackend()
+    cache = Cache(shared, ttl_s=60, max_item_bytes=1 << 20, local_max_bytes=6_000)
+    for i in range(5):
+        await cache.put(f"k{i}", "m", "trunk", Bundle({}, {"a": np.zeros(256, np.float32)}))
+    assert cache.local is not None
+    assert cache.local.bytes <= 6_000 and len(cache.local) < 5  # the oldest went
+    assert await cache.load("k4", "m", "trunk") is not None
+
+    await shared.set("bad", b"garbage", 60)
+    assert await cache.load("bad", "m", "trunk") is None
+    assert cache.local.get("bad") is None  # never kept: looked up again next time

@@ -357,10 +357,14 @@ def test_entries_have_documented_keys_a_ttl_and_no_pickle(
         ttls = [r.ttl(k) for k in keys]
         r.close()
     else:
-        entries = client.app.state.cache.backend._entries  # type: ignore[attr-defined]
-        keys = [k for k in entries if k.startswith(f"fieldserve:{name}:")]
-        values = [entries[k][0] for k in keys]
-        ttls = [entries[k][1] - time.monotonic() for k in keys]
+        entries = [
+            e
+            for e in client.app.state.cache.backend.items()  # type: ignore[attr-defined]
+            if e[0].startswith(f"fieldserve:{name}:")
+        ]
+        keys = [k for k, _, _ in entries]
+        values = [v for _, v, _ in entries]
+        ttls = [expires - time.monotonic() for _, _, expires in entries]
     assert keys and all(pattern.fullmatch(k) for k in keys), keys
     assert {k.split(":")[3] for k in keys} == {"encoder", "geometry", "response"}
     # The polylines are kept under the geometry id itself.

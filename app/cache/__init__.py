@@ -20,9 +20,11 @@ def build_cache(settings: Settings, metrics: Metrics) -> Cache:
             settings.redis_backoff_s,
             on_error=lambda op: metrics.cache_errors.labels("redis", op).inc(),
         )
+        local = settings.cache_local_max_bytes
     else:
         backend = MemoryBackend(settings.cache_max_bytes)
-    return Cache(backend, settings.cache_ttl_s, settings.cache_max_item_bytes, metrics)
+        local = 0  # the backend is in process already
+    return Cache(backend, settings.cache_ttl_s, settings.cache_max_item_bytes, metrics, local)
 
 
 __all__ = ["BackendStatus", "Cache", "FactorCache", "build_cache"]
