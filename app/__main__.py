@@ -12,20 +12,14 @@ import uvicorn
 
 from app.logs import configure_logging
 from app.main import create_app
+from app.server import config
 from app.settings import Settings
 
 
 def main() -> None:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        log_config=None,  # keep the logging configured above (JSON lines, request ids)
-        access_log=False,  # app.access writes one line per request, with its id
-    )
+    uvicorn.Server(config(create_app(settings), settings)).run()
 
 
 if __name__ == "__main__":

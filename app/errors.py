@@ -8,8 +8,8 @@ pydantic, FastAPI's parameter parsing or Starlette's routing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,6 +26,7 @@ class FieldserveError(Exception):
     """A request the service cannot answer; `field` names the part of the request at fault."""
 
     status_code = 400
+    headers: ClassVar[Mapping[str, str]] = {}
 
     def __init__(
         self, message: str, field: str | None = None, details: Sequence[dict[str, Any]] = ()
@@ -76,6 +77,14 @@ class NotAcceptableError(FieldserveError):
     status_code = 406
 
 
+class RequestTimeoutError(FieldserveError):
+    """The body did not arrive in time: answered, and the connection closed (the rest of the
+    body may still be on its way)."""
+
+    status_code = 408
+    headers: ClassVar[Mapping[str, str]] = {"connection": "close"}
+
+
 class PayloadTooLargeError(FieldserveError):
     status_code = 413
 
@@ -84,6 +93,13 @@ class UnsupportedMediaTypeError(FieldserveError):
     """A Content-Encoding the service cannot decode."""
 
     status_code = 415
+
+
+class ServiceUnavailableError(FieldserveError):
+    """More requests in flight than the service takes at once: retry shortly."""
+
+    status_code = 503
+    headers: ClassVar[Mapping[str, str]] = {"retry-after": "1"}
 
 
 class ManifestError(Exception):
@@ -120,7 +136,7 @@ def invalid_input(exc: ValidationError) -> InvalidInputError:
 
 def _domain_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, FieldserveError)
-    return OrjsonResponse(exc.body(), status_code=exc.status_code)
+    return OrjsonResponse(exc.body(), status_code=exc.status_code, headers=dict(exc.headers))
 
 
 def _request_validation_error(request: Request, exc: Exception) -> Response:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.access import AccessMiddleware
+from app.admission import AdmissionMiddleware
 from app.auth import AuthMiddleware
 from app.body_limit import BodyLimitMiddleware
 from app.cache import build_cache
@@ -74,9 +75,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     # Added innermost first: a request meets the access log (request id, metrics), then the
-    # key check, then the body limit, then the routes.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # cap on requests in flight, then the key check, then the body limits, then the routes.
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
+    )
     app.add_middleware(AuthMiddleware, api_keys=settings.api_keys, admin_keys=settings.admin_keys)
+    app.add_middleware(AdmissionMiddleware, max_requests=settings.max_concurrent_requests)
     app.add_middleware(AccessMiddleware, metrics=app.state.metrics)
     install_error_handlers(app)
     # Routes are matched in order: the prediction routes first, they carry the traffic.

@@ -54,6 +54,17 @@ class Settings(BaseSettings):
     max_work_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
     # Larger request bodies are answered 413 before they are read.
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+    # A request body not complete this long after the request began is answered 408 (closed).
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    # A request head not complete this long after its first byte: 408, connection closed.
+    head_timeout_s: float = Field(default=10.0, gt=0)
+    # An idle keep-alive connection is closed after this long.
+    keep_alive_s: int = Field(default=5, ge=1)
+    # Open connections beyond this are answered 503 (Retry-After) and closed at once.
+    max_connections: int = Field(default=512, ge=1)
+    # Requests in flight beyond this are answered 503 (Retry-After); health probes and
+    # /metrics are never refused.
+    max_concurrent_requests: int = Field(default=64, ge=1)
     # Comma-separated in the environment; unset = open. Out of repr: keys never reach a log.
     api_keys: Annotated[frozenset[str], NoDecode] = Field(default=frozenset(), repr=False)
     # Keys for /v1/admin/* (they also pass wherever an API key does). When API_KEYS or

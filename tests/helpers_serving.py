@@ -20,6 +20,7 @@ import uvicorn
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.server import config
 from geometry import Box, Room, grid_points
 
 
@@ -38,8 +39,8 @@ def live_server(app: FastAPI) -> Iterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     host, port = sock.getsockname()
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
+    # The service's own server configuration (guarded protocol, timeouts), on this socket.
+    server = uvicorn.Server(config(app, app.state.settings, lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
