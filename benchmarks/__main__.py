@@ -1,4 +1,5 @@
-"""`python -m benchmarks run --json out.json [--quick] [--cases A,B,...]`."""
+"""`python -m benchmarks run --json out.json [--quick] [--cases A,B,...]`;
+`python -m benchmarks chaos --json out.json [--quick | --scale S] [--scenarios a,b,...]`."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import cases, machine, report, targets
+from benchmarks import chaos as chaos_suite
 from benchmarks.context import Context, Options
 
 
@@ -62,6 +64,26 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-reps", type=int, help="cap every latency mode's repetitions")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--keep", action="store_true", help="keep the work folder (server logs)")
+
+    chaos = sub.add_parser(
+        "chaos", help="the reliability suite: the service under faults, every answer checked"
+    )
+    chaos.add_argument("--json", type=Path, help="write the results here")
+    chaos.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"the same scenarios small (--scale {chaos_suite.QUICK_SCALE})",
+    )
+    chaos.add_argument(
+        "--scale", type=float, default=1.0, help="durations and counts (1: minutes in all)"
+    )
+    names = ",".join(chaos_suite.SCENARIOS)
+    chaos.add_argument("--scenarios", default=names, help=f"from {names}")
+    chaos.add_argument("--clients", type=int, default=16, help="concurrent clients under load")
+    chaos.add_argument("--model-dir", type=Path, default=Path("models"), help="model repository")
+    chaos.add_argument("--model", default="acoustics-room-2d", help="the acoustic model")
+    chaos.add_argument("--seed", type=int, default=0)
+    chaos.add_argument("--keep", action="store_true", help="keep the work folder (server logs)")
     return p
 
 
@@ -175,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
         return run(args)
+    if args.command == "chaos":
+        return chaos_suite.run(args)
     return 2
 
 
