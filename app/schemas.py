@@ -1,8 +1,7 @@
 """Request and response bodies.
 
 Small structures are validated by pydantic. Big arrays (receiver lists, time lists) are
-checked and converted by numpy in one pass instead (`FloatArray`): pydantic would validate
-each float as a Python object and then numpy would convert the list again.
+checked and converted by numpy in one pass instead (app/coordinates.py).
 
 Union branches are tagged with names starting with '#' so app.errors can drop them from the
 locations it reports: clients see `receivers.grid.nx`, not pydantic's branch names.
@@ -12,63 +11,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypeVar
 
-import numpy as np
-from numpy.typing import NDArray
 from pydantic import (
     BaseModel,
     ConfigDict,
     Discriminator,
     Field,
-    PlainValidator,
     StrictInt,
     StrictStr,
     Tag,
     ValidationError,
-    WithJsonSchema,
 )
-from pydantic_core import PydanticCustomError
+from pydantic.json_schema import SkipJsonSchema
 
+from app.coordinates import PlanePoints, Polyline, RoomPoints, ValueArray
 from app.errors import BadRequestError, invalid_input
 
 # strict: "1.5" and true are not numbers; ints are.
 FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Count = Annotated[StrictInt, Field(ge=1)]
-
-
-def _float_array(ndim: int) -> PlainValidator:
-    def validate(value: Any) -> NDArray[np.float64]:
-        what = "a non-empty list of numbers" if ndim == 1 else "a non-empty list of points"
-        if not isinstance(value, list) or not value:
-            raise PydanticCustomError("array_type", f"must be {what}")
-        try:
-            raw = np.asarray(value)
-        except (ValueError, TypeError, OverflowError):
-            ragged = "must be a flat list" if ndim == 1 else "points differ in length"
-            raise PydanticCustomError("array_shape", ragged) from None
-        if raw.ndim != ndim or raw.size == 0:
-            raise PydanticCustomError("array_shape", f"must be {what}")
-        # Kind 'b' (booleans), 'U' (strings) and 'O' (ragged or mixed) are not coordinates.
-        if raw.dtype.kind not in "iuf":
-            raise PydanticCustomError("array_type", "must hold numbers only")
-        arr = raw.astype(np.float64, copy=False)
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            index = "".join(f"[{int(i)}]" for i in np.argwhere(bad)[0])
-            raise PydanticCustomError("finite_number", f"element {index} is not a finite number")
-        return arr
-
-    return PlainValidator(validate)
-
-
-def _array_schema(ndim: int) -> WithJsonSchema:
-    schema: dict[str, Any] = {"type": "number"}
-    for _ in range(ndim):
-        schema = {"type": "array", "items": schema, "minItems": 1}
-    return WithJsonSchema(schema)
-
-
-PointArray = Annotated[NDArray[np.float64], _float_array(2), _array_schema(2)]
-ValueArray = Annotated[NDArray[np.float64], _float_array(1), _array_schema(1)]
 
 
 class _Strict(BaseModel):
@@ -110,9 +70,14 @@ def _kind(object_tag: str, list_tag: str) -> Any:
 class AcousticRequest(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
-    source: list[FiniteFloat] = Field(min_length=1, description="Source position, m.")
+    source: list[FiniteFloat] = Field(
+        min_length=1,
+        description="Source position, m.",
+        # The family checks the width against its room (naming `source`): 2-D or 3-D.
+        json_schema_extra={"minItems": 2, "maxItems": 3},
+    )
     receivers: Annotated[
-        Annotated[ReceiverGrid, Tag("#grid")] | Annotated[PointArray, Tag("#points")],
+        Annotated[ReceiverGrid, Tag("#grid")] | Annotated[RoomPoints, Tag("#points")],
         Discriminator(
             _kind("#grid", "#points"),
             custom_error_type="receivers_type",
@@ -151,7 +116,7 @@ class NacaGeometry(_Strict):
 class CurvesGeometry(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
-    curves: list[PointArray] = Field(
+    curves: list[Polyline] = Field(
         min_length=1, description="One closed polyline [[x, y], ...] per element, chords."
     )
 
@@ -194,7 +159,7 @@ class GridQuery(_Strict):
 class PointsQuery(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
-    points: PointArray = Field(description="Query points [[x, y], ...], chords.")
+    points: PlanePoints = Field(description="Query points [[x, y], ...], chords.")
 
 
 class FlowRequest(_Strict):
@@ -280,10 +245,19 @@ class GeometryResponse(BaseModel):
     warnings: list[WarningBody]
 
 
-class ErrorBody(BaseModel):
+class ErrorDetail(BaseModel):
+    loc: str = Field(description="Where in the request, e.g. receivers[3][1] or query.grid.nx.")
     error: str
-    field: str | None
-    details: list[dict[str, Any]] | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error answer, whatever refused the request (app/errors.py)."""
+
+    error: str = Field(description="What is wrong, for a person.")
+    field: str | None = Field(description="The part of the request at fault, when there is one.")
+    details: list[ErrorDetail] | SkipJsonSchema[None] = Field(
+        None, description="Every problem found, when validation found several."
+    )
 
 
 class Liveness(BaseModel):

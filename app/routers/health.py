@@ -5,18 +5,26 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from app.deps import CacheDep, RepositoryDep, SnapshotDep
+from app.routers.responses import errors
 from app.schemas import CacheHealth, Liveness, Readiness, ReadinessBrief
 from app.views import loaded_versions, refused_versions
 
 router = APIRouter(prefix="/health", tags=["health"])
 
 
-@router.get("/live")
+@router.get("/live", responses=errors())
 async def live() -> Liveness:
     return Liveness()
 
 
-@router.get("/ready", responses={503: {"model": Readiness, "description": "No model is served."}})
+@router.get(
+    "/ready",
+    responses={
+        200: {"description": "A model is served. Without a valid key (keys set): status only."},
+        503: {"model": Readiness | ReadinessBrief, "description": "No model is served."},
+        **errors(),
+    },
+)
 async def ready(
     snapshot: SnapshotDep,
     repository: RepositoryDep,

@@ -15,10 +15,11 @@ from app.errors import BadRequestError, NotFoundError
 from app.families import GeometryEncoder, Prediction
 from app.render import negotiate, render
 from app.repository import ModelVersion
+from app.routers import examples
+from app.routers.responses import BODY, GUARDED, PARAMS, errors
 from app.schemas import (
     AcousticRequest,
     AcousticResponse,
-    ErrorBody,
     FlowRequest,
     FlowResponse,
     GeometryRequest,
@@ -31,16 +32,9 @@ from app.views import model_detail, model_summary
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody, "description": text}
-    for code, text in [
-        (400, "Body is not a JSON object."),
-        (404, "Unknown model or version."),
-        (406, "Accept names no format the route answers in."),
-        (413, "Body over MAX_BODY_BYTES."),
-        (422, "A field is invalid."),
-    ]
-}
+# What a body route can answer besides 200: its schema cannot say everything the family checks
+# (a source inside a wall, a point count over FIELDSERVE_MAX_POINTS), so 422 names the field.
+_ERRORS = errors(*GUARDED, *BODY, 400, 404, 406, 422)
 _BINARY = {MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}
 # The body is read raw (see _predict), so its schema is declared here for the OpenAPI page:
 # which one applies depends on the model's family (acoustics: deeponet; airfoil flow: enf2enf).
@@ -60,7 +54,8 @@ _PREDICT_DOC: dict[str, Any] = {
                 "application/json": {
                     "schema": {
                         "oneOf": [inline_schema(AcousticRequest), inline_schema(FlowRequest)]
-                    }
+                    },
+                    "examples": examples.PREDICT,
                 }
             },
         }
@@ -70,24 +65,29 @@ _GEOMETRY_DOC: dict[str, Any] = {
     "responses": {
         200: {"model": GeometryResponse, "content": _BINARY, "description": "The geometry id."},
         **_ERRORS,
-        404: {"model": ErrorBody, "description": "Unknown model or version, or not enf2enf."},
+        **errors((404, "No such model or version is served, or the model is not enf2enf.")),
     },
     "openapi_extra": {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": inline_schema(GeometryRequest)}},
+            "content": {
+                "application/json": {
+                    "schema": inline_schema(GeometryRequest),
+                    "examples": examples.GEOMETRY,
+                }
+            },
         }
     },
 }
 
 
-@router.get("")
+@router.get("", responses=errors(*GUARDED))
 async def list_models(snapshot: SnapshotDep) -> ModelList:
     latest = [snapshot.get(name) for name in snapshot.models]
     return ModelList(models=[model_summary(snapshot, model) for model in latest])
 
 
-@router.get("/{name}", responses={404: _ERRORS[404]})
+@router.get("/{name}", responses=errors(*GUARDED, 404, *PARAMS))
 async def get_model(name: str, snapshot: SnapshotDep) -> ModelDetail:
     return model_detail(snapshot, snapshot.get(name))
 
