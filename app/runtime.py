@@ -99,18 +99,25 @@ class Graph:
     ident: GraphIdent
     observe: Observer | None = None
 
-    def run(self, feeds: Mapping[str, NDArray[Any]]) -> list[NDArray[Any]]:
+    def run(
+        self, feeds: Mapping[str, NDArray[Any]], release: bool | None = None
+    ) -> list[NDArray[Any]]:
+        """`release`: hand the arena back after this run; None = when it has SHRINK_ROWS rows
+        or more. A caller running chunks passes False but for the last one, so the arena is
+        reused within the request and released at its end."""
         start = time.perf_counter()
-        rows = max((a.shape[0] for a in feeds.values() if a.ndim), default=0)
-        options = _SHRINK if rows >= SHRINK_ROWS else None
+        if release is None:
+            rows = max((a.shape[0] for a in feeds.values() if a.ndim), default=0)
+            release = rows >= SHRINK_ROWS
+        options = _SHRINK if release else None
         out = [np.asarray(a) for a in self.session.run(list(self.outputs), dict(feeds), options)]
         if self.observe is not None:
             self.observe(time.perf_counter() - start)
         return out
 
-    def run_one(self, x: NDArray[Any]) -> NDArray[Any]:
+    def run_one(self, x: NDArray[Any], release: bool | None = None) -> NDArray[Any]:
         """The common case of the factored graphs: one input tensor, one output tensor."""
-        return self.run({self.inputs[0]: x})[0]
+        return self.run({self.inputs[0]: x}, release)[0]
 
 
 class Runtime:

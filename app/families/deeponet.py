@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -288,21 +288,27 @@ class AcousticDeepONet:
     def streamed(self, coefficients: F32, points: F32) -> F32:
         """(B, N) pressure without ever holding the whole basis."""
         out = np.empty((len(coefficients), points.shape[0]), dtype=np.float32)
-        for start in range(0, points.shape[0], CHUNK_ROWS):
-            rows = slice(start, start + CHUNK_ROWS)
-            out[:, rows] = compose(self.trunk.run_one(points[rows]), coefficients)
+        for rows, last in chunks(points.shape[0]):
+            basis = self.trunk.run_one(points[rows], release=last)
+            out[:, rows] = compose(basis, coefficients)
         return out
 
 
+def chunks(n: int) -> Iterator[tuple[slice, bool]]:
+    """(rows, is the last) in runs of CHUNK_ROWS: onnxruntime's arena grows to the largest
+    run's activations and keeps them until released (each row depends on itself alone, so
+    chunking changes no value)."""
+    for start in range(0, n, CHUNK_ROWS):
+        yield slice(start, start + CHUNK_ROWS), start + CHUNK_ROWS >= n
+
+
 def _chunked(graph: Graph, rows: F32, width: int) -> F32:
-    """(len(rows), width) in runs of CHUNK_ROWS: onnxruntime's arena grows to the largest run's
-    activations and keeps them (each row depends on itself alone: chunking changes no value)."""
+    """(len(rows), width), CHUNK_ROWS rows per run."""
     if rows.shape[0] <= CHUNK_ROWS:
         return graph.run_one(rows)
     out = np.empty((rows.shape[0], width), dtype=np.float32)
-    for start in range(0, rows.shape[0], CHUNK_ROWS):
-        part = slice(start, start + CHUNK_ROWS)
-        out[part] = graph.run_one(rows[part])
+    for part, last in chunks(rows.shape[0]):
+        out[part] = graph.run_one(rows[part], release=last)
     return out
 
 

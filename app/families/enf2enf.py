@@ -343,10 +343,10 @@ class AirfoilEnf2Enf:
     def decode(self, latents: F32, conditions: F32, points: F32, sdf: F32) -> F32:
         """(N, 3) fields, DECODER_CHUNK rows per run (each row depends on its point alone)."""
 
-        def run(rows: slice) -> F32:
+        def run(rows: slice, release: bool | None = None) -> F32:
             values = (latents, conditions, points[rows], sdf[rows])
             feeds = dict(zip(self.decoder.inputs, values, strict=True))
-            out: F32 = self.decoder.run(feeds)[0]
+            out: F32 = self.decoder.run(feeds, release)[0]
             return out
 
         n = points.shape[0]
@@ -355,7 +355,8 @@ class AirfoilEnf2Enf:
         out = np.empty((n, len(self.field_names)), dtype=np.float32)
         for start in range(0, n, DECODER_CHUNK):
             rows = slice(start, start + DECODER_CHUNK)
-            out[rows] = run(rows)
+            # The arena is reused from chunk to chunk and handed back after the last.
+            out[rows] = run(rows, release=start + DECODER_CHUNK >= n)
         return out
 
 

@@ -16,7 +16,15 @@ from app.families import Inference
 from app.routers import examples
 from app.routers.responses import BODY, GUARDED, PARAMS, errors
 from app.schemas import inline_schema
-from app.v2.catalog import bind, metadata, names, refuse_non_finite, resolve, selected
+from app.v2.catalog import (
+    bind,
+    metadata,
+    names,
+    refuse_non_finite,
+    refuse_oversized,
+    resolve,
+    selected,
+)
 from app.v2.request import HEADER_LENGTH, decompress, parse
 from app.v2.response import infer_response
 from app.v2.schemas import (
@@ -187,6 +195,7 @@ async def _infer(request: Request, serving: Serving, name: str, version: str | N
     tensors = bind(v2, req, ctx.limits)
     wanted = selected(v2, req.outputs, req.binary_output)
     predictor = v2.model.predictor
+    refuse_oversized(v2, predictor.cost(v2.graph, tensors, ctx), wanted, tensors, ctx.limits)
     result: Inference = await (
         predictor.infer(tensors, ctx)
         if v2.graph is None
