@@ -1,26 +1,36 @@
-"""Whole answers of the domain routes, keyed by the request body itself.
+"""Whole answers, keyed by what the request means rather than how it is spelt.
 
 The key's digest covers the model version's fingerprint (the sha256 of its manifest, which
-holds every graph's sha256), the request limits and the raw body: identical bytes are an
-identical request. A differently spelt but equal request misses here and still reuses the
-factors (the answer then says "partial"). Only successful answers are stored.
+holds every graph's sha256), the request limits and the request: for the domain routes the
+JSON body in a canonical form (keys sorted, no spacing: the same request with other spacing
+or key order is a hit), for V2 the bound tensors (the same tensors sent as JSON or binary are
+a hit). Only successful answers are stored.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import asdict, replace
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict
+from typing import Any, TypeVar
+
+import orjson
+from numpy.typing import NDArray
 
 from app.bundle import Bundle, join, split
 from app.cache.factors import hash_off_loop
 from app.cache.keys import cache_key
 from app.cache.store import Cache
-from app.families import Notice, Prediction
+from app.families import Inference, Notice, Prediction
+from app.runtime import run_blocking
 
 log = logging.getLogger("fieldserve.cache")
 
+_OFF_LOOP_BYTES = 1 << 20
 KIND = "response"
+
+
+T = TypeVar("T")
 
 
 def _to_bundle(prediction: Prediction) -> Bundle:
@@ -32,9 +42,60 @@ def _to_bundle(prediction: Prediction) -> Bundle:
 def _from_bundle(bundle: Bundle) -> Prediction:
     meta = bundle.meta
     warnings = tuple(Notice(**w) for w in meta.get("warnings", ()))
-    return Prediction(
-        join(meta.get("fields", {}), bundle.arrays), warnings, meta.get("cache", "miss")
-    )
+    return Prediction(join(meta.get("fields", {}), bundle.arrays), warnings, "hit")
+
+
+def _inference_bundle(inference: Inference) -> Bundle:
+    return Bundle({"warnings": [asdict(n) for n in inference.warnings]}, inference.outputs)
+
+
+def _inference(bundle: Bundle) -> Inference:
+    warnings = tuple(Notice(**w) for w in bundle.meta.get("warnings", ()))
+    return Inference(dict(bundle.arrays), "hit", warnings)
+
+
+async def _whole(
+    cache: Cache,
+    model: str,
+    version: str,
+    ident: str,
+    compute: Callable[[], Awaitable[T]],
+    store: Callable[[T], Bundle],
+    load: Callable[[Bundle], T],
+) -> T:
+    """The answer under `ident`: from the cache (marked "hit" by `load`), or computed and
+    stored. The call that computed it gets the original, with its own cache state."""
+    key = cache_key(model, version, KIND, ident)
+    computed: list[T] = []
+
+    async def work() -> Bundle:
+        value = await compute()
+        computed.append(value)
+        return store(value)
+
+    bundle, _ = await cache.get_or_compute(key, model, KIND, work)
+    if computed:
+        return computed[0]
+    try:
+        return load(bundle)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        # Readable as a bundle but not one of ours (a shared Redis): answer by computing.
+        log.warning("cached response under %s is unusable (%r); recomputing", key, exc)
+        return await compute()
+
+
+def canonical(body: bytes) -> bytes:
+    """The JSON body with sorted keys and no spacing; a body that is not JSON stays as it is
+    (computing its answer refuses it)."""
+    try:
+        return orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONDecodeError:
+        return body
+
+
+async def canonical_off_loop(body: bytes) -> bytes:
+    # orjson parses near 1 GB/s: a body of megabytes is parsed in a worker thread.
+    return await run_blocking(canonical, body) if len(body) > _OFF_LOOP_BYTES else canonical(body)
 
 
 async def cached_prediction(
@@ -45,21 +106,21 @@ async def cached_prediction(
     body: bytes,
     compute: Callable[[], Awaitable[Prediction]],
 ) -> Prediction:
-    """The answer for this body: whole from the cache ("hit"), or computed and stored."""
-    key = cache_key(model, version, KIND, await hash_off_loop(salt, data=body))
-    computed: list[Prediction] = []
+    """A domain route's answer for this body, whole from the cache or computed and stored."""
+    ident = await hash_off_loop(salt, data=await canonical_off_loop(body))
+    return await _whole(cache, model, version, ident, compute, _to_bundle, _from_bundle)
 
-    async def work() -> Bundle:
-        prediction = await compute()
-        computed.append(prediction)
-        return _to_bundle(prediction)
 
-    bundle, _ = await cache.get_or_compute(key, model, KIND, work)
-    if computed:
-        return computed[0]  # this call computed it: the original, with its own cache state
-    try:
-        return replace(_from_bundle(bundle), cache="hit")
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
-        # Readable as a bundle but not one of ours (a shared Redis): answer by computing.
-        log.warning("cached response under %s is unusable (%r); recomputing", key, exc)
-        return await compute()
+async def cached_inference(
+    cache: Cache,
+    model: str,
+    version: str,
+    salt: str,
+    tensors: Mapping[str, NDArray[Any]],
+    compute: Callable[[], Awaitable[Inference]],
+) -> Inference:
+    """A V2 answer for these bound input tensors (names, dtypes, shapes, bytes: the same
+    tensors sent as JSON or binary are the same request), whole from the cache or computed."""
+    names = sorted(tensors)
+    ident = await hash_off_loop(f"{salt}:{','.join(names)}", [tensors[n] for n in names])
+    return await _whole(cache, model, version, ident, compute, _inference_bundle, _inference)

@@ -133,13 +133,13 @@ def test_inference_runs_off_the_event_loop(
     on_loop: list[bool] = []
     real = app.runtime.Graph.run
 
-    def spy(self: Any, feeds: Any) -> Any:
+    def spy(self: Any, feeds: Any, release: bool | None = None) -> Any:
         try:
             asyncio.get_running_loop()
             on_loop.append(True)
         except RuntimeError:
             on_loop.append(False)
-        return real(self, feeds)
+        return real(self, feeds, release)
 
     monkeypatch.setattr(app.runtime.Graph, "run", spy)
     dim = tiny_acoustic.dim

@@ -6,6 +6,7 @@ field, and the graph run counters in /metrics prove which factor was (not) recom
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -94,6 +95,23 @@ def test_a_repeated_request_is_a_hit_with_the_same_field(
     assert ready["status"] == "up"
 
 
+def test_the_same_request_spelt_otherwise_is_a_hit(
+    client: TestClient, tiny_acoustic: Any, manifest: dict[str, Any]
+) -> None:
+    """Keys are on the body's canonical form: spacing and key order do not matter."""
+    request = body(sources_in_region(manifest, 4)[3], air_receivers(manifest, 3, seed=12), [0.0])
+    first = post(client, tiny_acoustic.name, request)
+    assert first["cache"] == "miss"
+    reordered = json.dumps(dict(reversed(list(request.items()))), indent=3)
+    r = client.post(
+        f"/v1/models/{tiny_acoustic.name}/predict",
+        content=reordered,
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 200 and r.json()["cache"] == "hit"
+    assert r.json()["pressure"] == first["pressure"]
+
+
 def test_a_moved_source_reuses_the_trunk(
     client: TestClient, tiny_acoustic: Any, manifest: dict[str, Any]
 ) -> None:
@@ -155,9 +173,9 @@ def slow_graphs(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each session.run takes 0.15 s longer, so concurrent requests really overlap."""
     real = app.runtime.Graph.run
 
-    def slow(self: Any, feeds: Any) -> Any:
+    def slow(self: Any, feeds: Any, release: bool | None = None) -> Any:
         time.sleep(0.15)
-        return real(self, feeds)
+        return real(self, feeds, release)
 
     monkeypatch.setattr(app.runtime.Graph, "run", slow)
 

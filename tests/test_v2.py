@@ -233,6 +233,23 @@ def test_binary_inference_of_every_graph_equals_onnxruntime(
     np.testing.assert_allclose(pressure, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
+def test_a_repeated_call_is_answered_whole_from_the_cache(
+    client: TestClient, tiny_acoustic: Any, manifest: dict[str, Any]
+) -> None:
+    """Keyed on the bound tensors: the same tensors sent as JSON, then binary, are a hit."""
+    sources = np.asarray(sources_in_region(manifest, 4)[2:], np.float32)
+    pts = points_of(air_receivers(manifest, 3, seed=43), [0.0, 0.002])
+    url = f"/v2/models/{tiny_acoustic.name}/infer"
+    first = client.post(url, json={"inputs": [tensor("source", sources), tensor("points", pts)]})
+    assert first.status_code == 200, first.text
+    assert first.json()["parameters"]["cache"] == "miss"
+    body, headers = binary_body([("source", sources, "FP32"), ("points", pts, "FP32")])
+    again = client.post(url, content=body, headers=headers)
+    assert again.status_code == 200, again.text
+    assert again.json()["parameters"]["cache"] == "hit"
+    assert again.json()["outputs"] == first.json()["outputs"]
+
+
 def test_gzip_requests_are_accepted(
     client: TestClient, tiny_acoustic: Any, manifest: dict[str, Any]
 ) -> None:

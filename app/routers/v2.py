@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from app.answers import cached_inference
 from app.deps import Serving, ServingDep, SnapshotDep
 from app.families import Inference
 from app.routers import examples
@@ -196,10 +197,16 @@ async def _infer(request: Request, serving: Serving, name: str, version: str | N
     wanted = selected(v2, req.outputs, req.binary_output)
     predictor = v2.model.predictor
     refuse_oversized(v2, predictor.cost(v2.graph, tensors, ctx), wanted, tensors, ctx.limits)
-    result: Inference = await (
-        predictor.infer(tensors, ctx)
-        if v2.graph is None
-        else predictor.infer_graph(v2.graph, tensors, ctx)
+
+    async def compute() -> Inference:
+        if v2.graph is None:
+            return await predictor.infer(tensors, ctx)
+        return await predictor.infer_graph(v2.graph, tensors, ctx)
+
+    # The whole answer is cached under the tensors; the salt holds what else it depends on.
+    salt = f"v2:{v2.name}:{v2.model.fingerprint}:{serving.settings.max_points}"
+    result = await cached_inference(
+        serving.cache, v2.model.name, v2.version, salt, tensors, compute
     )
     request.state.cache = result.cache
     refuse_non_finite(v2.name, tensors, [(n, result.outputs[n]) for n, _ in wanted])
