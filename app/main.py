@@ -14,6 +14,7 @@ from app.body_limit import BodyLimitMiddleware
 from app.cache import build_cache
 from app.cache.backend import BackendStatus
 from app.codecs import OrjsonResponse
+from app.docs import install_docs
 from app.errors import install_error_handlers
 from app.metrics import Metrics, ServingState
 from app.repository import ModelRepository, Snapshot
@@ -71,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Millisecond field predictions from neural operators exported to ONNX.",
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
+        docs_url=None,  # served offline by app.docs
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
@@ -86,4 +89,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Routes are matched in order: the prediction routes first, they carry the traffic.
     for module in (models, v2, health, admin, metrics):
         app.include_router(module.router)
+    install_docs(app)
     return app
