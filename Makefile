@@ -17,8 +17,9 @@ install-serve: $(VENV)/bin/activate
 install-dev: $(VENV)/bin/activate
 	$(PIP) install -q -e '.[train,dev]'
 
+# Readable logs in a terminal (FIELDSERVE_LOG_FORMAT=json for machines).
 serve: install-serve
-	$(PY) -m app
+	FIELDSERVE_LOG_FORMAT=$${FIELDSERVE_LOG_FORMAT:-text} $(PY) -m app
 
 # The cache tests run against a real redis-server (Debian's package).
 redis-server:
@@ -36,7 +37,7 @@ lint: install-dev
 typecheck: install-dev
 	$(PY) -m mypy
 
-# Retrain and export the shipped models (see README: "Retraining the shipped models").
+# Retrain and export the shipped models (see README: "Training"; each manifest records its command).
 models: install-dev
 	$(PY) -m training generate acoustics --config configs/acoustics-room-2d.yaml
 	$(PY) -m training train --config configs/acoustics-room-2d.yaml

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,6 +22,8 @@ from app.repository import ModelRepository, Snapshot
 from app.routers import admin, health, metrics, models, v2
 from app.runtime import Runtime
 from app.settings import Settings
+
+log = logging.getLogger("fieldserve")
 
 
 def serving_state(snapshot: Snapshot, cache: BackendStatus) -> ServingState:
@@ -54,7 +57,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     repository = ModelRepository(settings.model_dir, runtime)
     cache = build_cache(settings, meters)
     await cache.backend.check()  # logs whether Redis answers; never fatal
-    await repository.reload()
+    snapshot = await repository.reload()
+    log.info(
+        "fieldserve ready: %d model versions (%s), %d refused; cache %s; API docs at /docs",
+        sum(1 for _ in snapshot),
+        ", ".join(f"{m.name}/{m.version}" for m in snapshot) or "none",
+        len(snapshot.refused),
+        cache.status().backend,
+    )
     meters.watch(lambda: serving_state(repository.snapshot, cache.status()))
     app.state.repository = repository
     app.state.cache = cache
