@@ -4,7 +4,8 @@ A scan yields an immutable `Snapshot`; the service swaps the whole snapshot at o
 reload, so a request sees one consistent set of models from start to end. A version that
 cannot be served (bad JSON, a graph whose sha256 is not the manifest's, a missing file, a
 session onnxruntime cannot create) is refused with its reason and every other version keeps
-serving.
+serving. Each model's promotion record (app/promotion.py) is read in the same scan: "latest"
+is the highest promoted version that loaded.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import anyio.to_thread
 from app.errors import ManifestError, NotFoundError
 from app.families import Predictor, build_predictor
 from app.manifest import Manifest, parse_manifest
+from app.promotion import Promotion, State, read_promotion
 from app.runtime import Graph, GraphIdent, Runtime
 
 log = logging.getLogger("fieldserve.repository")
@@ -63,18 +65,43 @@ class Snapshot:
     )
     refused: tuple[Refusal, ...] = ()
     loaded_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    promotions: Mapping[str, Promotion] = field(default_factory=lambda: MappingProxyType({}))
 
     def __iter__(self) -> Iterator[ModelVersion]:
         for versions in self.models.values():
             yield from versions.values()
 
+    def promotion(self, name: str) -> Promotion:
+        return self.promotions.get(name) or Promotion()
+
+    def state(self, model: ModelVersion) -> State:
+        return self.promotion(model.name).state(model.version)
+
+    def latest(self, name: str) -> ModelVersion | None:
+        """The highest promoted version that is served, if any."""
+        promotion = self.promotion(name)
+        versions = self.models.get(name, {})
+        promoted = [v for v in versions if promotion.state(v) == "promoted"]
+        return versions[max(promoted)] if promoted else None
+
+    def shown(self, name: str) -> ModelVersion:
+        """What describes a model: its latest, else its highest version (a candidate)."""
+        versions = self.models.get(name)
+        if not versions:
+            raise NotFoundError(f"no model named {name!r} is served (see GET /v1/models)", "model")
+        return self.latest(name) or versions[max(versions)]
+
     def get(self, name: str, version: str | None = None) -> ModelVersion:
-        """The named version, or the latest (highest) one; NotFoundError names what is missing."""
+        """The named version, or the latest (highest promoted) one; NotFoundError names what
+        is missing."""
         versions = self.models.get(name)
         if not versions:
             raise NotFoundError(f"no model named {name!r} is served (see GET /v1/models)", "model")
         if version is None:
-            return versions[max(versions)]
+            latest = self.latest(name)
+            if latest is None:
+                raise NotFoundError(_no_latest(name, versions, self.promotion(name)), "version")
+            return latest
         # Canonical spelling only, as on disk: "01" is not version 1. No served version has
         # 19 digits, and int() refuses strings of thousands (Python's int-string limit).
         if len(version) <= 18 and _VERSION.fullmatch(version) and str(int(version)) == version:
@@ -96,6 +123,19 @@ class Snapshot:
         if not used:
             return None
         return used.pop() if len(used) == 1 else "mixed"
+
+
+def _no_latest(name: str, versions: Mapping[int, ModelVersion], promotion: Promotion) -> str:
+    served = ", ".join(str(v) for v in sorted(versions))
+    why = (
+        f"its promotion record is refused ({promotion.problem})"
+        if promotion.record == "refused"
+        else "no served version of it is promoted (python -m training promote)"
+    )
+    return (
+        f"model {name!r} has no latest version: {why}; its versions are served by number "
+        f"(/versions/{{v}}/...): {served}"
+    )
 
 
 def _sha256(data: bytes) -> str:
@@ -173,8 +213,18 @@ def scan(root: Path, runtime: Runtime, previous: Snapshot | None = None) -> Snap
         return Snapshot()
     models: dict[str, Mapping[int, ModelVersion]] = {}
     refused: list[Refusal] = []
+    promotions: dict[str, Promotion] = {}
     for model_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         name = model_dir.name
+        promotion = promotions[name] = read_promotion(model_dir)
+        if promotion.record == "refused":
+            log.error(
+                "model %s: promotion record refused, no version is latest: %s",
+                name,
+                promotion.problem,
+            )
+            reason = f"{promotion.problem}; no version is served as latest, pinned ones are"
+            refused.append(Refusal(name, "latest", promotion.path or model_dir, reason))
         versions: dict[int, ModelVersion] = {}
         for version_dir in sorted(model_dir.iterdir()):
             # Hidden folders are exports in progress (.<v>.partial), not versions.
@@ -209,7 +259,9 @@ def scan(root: Path, runtime: Runtime, previous: Snapshot | None = None) -> Snap
             versions[version] = loaded
         if versions:
             models[name] = MappingProxyType(dict(sorted(versions.items())))
-    return Snapshot(MappingProxyType(models), tuple(refused))
+    return Snapshot(
+        MappingProxyType(models), tuple(refused), promotions=MappingProxyType(promotions)
+    )
 
 
 class ModelRepository:

@@ -94,6 +94,19 @@ class AcousticRequest(_Strict):
     ] = Field(description="Times, s.")
 
 
+_POSITION: dict[str, Any] = {"minItems": 2, "maxItems": 3}
+
+
+class ImpulseRequest(_Strict):
+    # The family checks each width against its room (naming the field): 2-D or 3-D.
+    source: list[FiniteFloat] = Field(
+        min_length=1, description="Source position, m.", json_schema_extra=_POSITION
+    )
+    listener: list[FiniteFloat] = Field(
+        min_length=1, description="Listener position, m.", json_schema_extra=_POSITION
+    )
+
+
 def _by_key(tags: dict[str, str]) -> Any:
     """Union branch chosen by which key an object has ({"naca": ..} or {"curves": ..} ...)."""
 
@@ -209,6 +222,31 @@ class AcousticResponse(BaseModel):
     warnings: list[WarningBody]
 
 
+class ImpulseResponse(BaseModel):
+    """For the OpenAPI page: the route writes this shape straight from numpy with orjson."""
+
+    times: list[float] = Field(description="The model's own times (its trained steps), s.")
+    pressure: list[float] = Field(
+        description="Pressure at the listener at `times`, Pa: what /predict answers for them."
+    )
+    sample_rate_hz: int = Field(description="48000.")
+    signal: list[float] = Field(
+        description="The pressure resampled to sample_rate_hz, band-limited at fmax_hz, Pa; "
+        "sample j is at window_s[0] + j / sample_rate_hz."
+    )
+    fmax_hz: float = Field(description="The band limit: the model's fmax (its manifest).")
+    window_s: list[float] = Field(
+        min_length=2, max_length=2, description="The trained window [start, stop], s."
+    )
+    full_scale_pa: float = Field(
+        description="The WAV answer's scale: sample 32767 is this many Pa (the signal's peak)."
+    )
+    model: str
+    version: str
+    cache: Literal["hit", "partial", "miss"]
+    warnings: list[WarningBody]
+
+
 class FlowFields(BaseModel):
     u: list[float]
     v: list[float]
@@ -264,12 +302,20 @@ class Liveness(BaseModel):
     status: Literal["alive"] = "alive"
 
 
+VersionState = Literal["promoted", "candidate"]
+_STATE = (
+    "promoted: may answer as the latest; candidate: exported, reachable by its number only "
+    "(python -m training promote)."
+)
+
+
 class LoadedVersion(BaseModel):
     name: str
     version: str
     family: str
     task: str
     provider: str
+    state: VersionState = Field(description=_STATE)
 
 
 class RefusedVersion(BaseModel):
@@ -309,10 +355,36 @@ class Readiness(BaseModel):
     loaded_at: str
 
 
+class PromotionEntry(BaseModel):
+    """How a version was promoted, from the model's promotion record."""
+
+    at: str = Field(description="When, UTC, ISO 8601.")
+    reason: str = Field(description="Why: the metrics compared, or the operator's words.")
+    forced: bool = Field(description="Promoted with --force, over a metric that was worse.")
+    metric: str | None = Field(None, description="The metric compared (lower is better).")
+    value: float | None = Field(None, description="This version's value of it.")
+
+
 class ModelSummary(BaseModel):
     name: str
-    version: str
-    versions: list[str]
+    version: str = Field(
+        description="The version described: the latest, or the highest when none is promoted."
+    )
+    latest: str | None = Field(
+        description="The version the unpinned routes answer with: the highest promoted one "
+        "(null: none is promoted, or the promotion record is refused)."
+    )
+    state: VersionState = Field(description=_STATE)
+    promotion: PromotionEntry | None = Field(
+        description="This version's promotion (null: a candidate, or no record says how)."
+    )
+    versions: list[str] = Field(description="Every served version, promoted or not.")
+    promoted: list[str] = Field(description="The served versions that are promoted.")
+    promotion_record: Literal["recorded", "unrecorded", "refused"] = Field(
+        description="recorded: models/<name>/.promoted.json says which versions are promoted; "
+        "unrecorded: there is none (a repository from before promotion), every version counts "
+        "as promoted; refused: it cannot be read (see /health/ready), none is latest."
+    )
     family: str
     task: str
     description: str

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import orjson
 
 from app.repository import ModelVersion, Snapshot
-from app.schemas import LoadedVersion, ModelDetail, ModelSummary, RefusedVersion
+from app.schemas import (
+    LoadedVersion,
+    ModelDetail,
+    ModelSummary,
+    PromotionEntry,
+    RefusedVersion,
+)
 
 
 def loaded_versions(snapshot: Snapshot) -> list[LoadedVersion]:
@@ -16,6 +24,7 @@ def loaded_versions(snapshot: Snapshot) -> list[LoadedVersion]:
             family=m.manifest.family,
             task=m.manifest.task,
             provider=m.provider,
+            state=snapshot.state(m),
         )
         for m in snapshot
     ]
@@ -29,10 +38,19 @@ def refused_versions(snapshot: Snapshot) -> list[RefusedVersion]:
 
 
 def model_summary(snapshot: Snapshot, model: ModelVersion) -> ModelSummary:
+    promotion = snapshot.promotion(model.name)
+    versions = snapshot.models[model.name]
+    latest = snapshot.latest(model.name)
+    entry = promotion.entries.get(model.version)
     return ModelSummary(
         name=model.name,
         version=str(model.version),
-        versions=[str(v) for v in snapshot.models[model.name]],
+        latest=None if latest is None else str(latest.version),
+        state=promotion.state(model.version),
+        promotion=None if entry is None else PromotionEntry(**asdict(entry)),
+        versions=[str(v) for v in versions],
+        promoted=[str(v) for v in versions if promotion.state(v) == "promoted"],
+        promotion_record=promotion.record,
         family=model.manifest.family,
         task=model.manifest.task,
         description=model.manifest.description,

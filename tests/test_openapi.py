@@ -282,7 +282,9 @@ def test_a_boolean_among_coordinates_is_refused(
 def schemathesis_config(examples: int) -> Any:
     import schemathesis
 
-    body_routes = "^/v1/models/\\{name\\}(/versions/\\{version\\})?/(predict|geometries)$"
+    body_routes = (
+        "^/v1/models/\\{name\\}(/versions/\\{version\\})?/(predict|geometries|impulse-response)$"
+    )
     infer_routes = "^/v2/models/\\{name\\}(/versions/\\{version\\})?/infer$"
     return schemathesis.Config.from_dict(
         {
@@ -295,7 +297,8 @@ def schemathesis_config(examples: int) -> Any:
                     # Bodies the schema admits, refused 422 naming the field: what the family
                     # checks against the model cannot be a JSON schema (a source inside the
                     # room's walls, points past FIELDSERVE_MAX_POINTS, a self-crossing curve,
-                    # a 3-D source for a 2-D room, a flow body sent to an acoustic model).
+                    # a 3-D source for a 2-D room, a flow body sent to an acoustic model, a
+                    # listener inside a wall, an impulse response asked of an airfoil model).
                     "include-path-regex": body_routes,
                     "checks": {
                         "positive_data_acceptance": {"expected-statuses": ["2xx", "404", "422"]}

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from training import promotion
 from training.common.config import ConfigError, from_dict, load_yaml
 from training.common.launch import Launch, is_main_process
 
@@ -133,7 +134,22 @@ def cmd_export(args: argparse.Namespace, argv: list[str]) -> int:
         data_dir=args.data,
         command=_command(argv),
     )
+    # On stderr: scripts read the version folder from the last line of stdout.
+    print(promotion.state_of(Path(path)), file=sys.stderr)
     print(path)
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace, argv: list[str]) -> int:
+    act = promotion.demote if args.command == "demote" else promotion.promote
+    try:
+        print(act(args.version_dir, args.force, args.reason, _command(argv)))
+    except promotion.RefusedError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    except promotion.PromotionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -245,6 +261,29 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--version", help="version (default: next integer)")
     x.add_argument("--data", help="data folder for the evaluation (default data/<name>)")
     x.set_defaults(fn=cmd_export)
+
+    pr = sub.add_parser(
+        "promote",
+        help="let an exported version answer as the model's latest, if its metrics are no worse",
+    )
+    pr.add_argument("version_dir", help="an exported version: models/<name>/<v>")
+    pr.add_argument(
+        "--force",
+        action="store_true",
+        help="promote even when its metric is worse than the promoted version's (or missing)",
+    )
+    pr.add_argument("--reason", default="", help="why, kept in the promotion record")
+    pr.set_defaults(fn=cmd_promote)
+
+    dm = sub.add_parser(
+        "demote", help="take a version's promotion back (it stays served by its number)"
+    )
+    dm.add_argument("version_dir", help="a promoted version: models/<name>/<v>")
+    dm.add_argument(
+        "--force", action="store_true", help="even when it is the last promoted version"
+    )
+    dm.add_argument("--reason", default="", help="why, kept in the promotion record")
+    dm.set_defaults(fn=cmd_promote)
 
     pl = sub.add_parser(
         "pipeline",

@@ -21,6 +21,7 @@ from typing import Any
 
 from training.common.config import ConfigError, from_dict
 from training.common.launch import is_main_process
+from training.promotion import state_of
 
 
 @dataclass
@@ -110,6 +111,7 @@ def run_pipeline(
     stages.append(_stage("evaluate+export", time.monotonic() - t0, version=str(version_dir)))
     summary.update(
         version_dir=str(version_dir),
+        promotion=state_of(Path(version_dir)),
         metrics=manifest.get("metrics", {}),
         total_seconds=round(sum(s["seconds"] for s in stages), 1),
         budget_minutes=budget.minutes,

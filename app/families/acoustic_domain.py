@@ -163,6 +163,15 @@ class AcousticDomain:
                 field,
             )
 
+    def check_listener(self, listener: NDArray[np.float64], field: str = "listener") -> None:
+        """One receiver, named as the request names it (an impulse response's listener)."""
+        if not bool(self.room.is_air(listener[None, :])[0]):
+            raise InvalidInputError(
+                f"{field} {_fmt(listener)} is {_where(self.room, listener)}: a listener must be "
+                f"in the air of the room {_fmt(self.room.size)} m",
+                field,
+            )
+
     def check_times(self, times: NDArray[np.float64], field: str = "times") -> list[Notice]:
         t0, t1 = self.time_window
         outside = (times < t0) | (times > t1)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from app.errors import InvalidInputError, ManifestError
+from app.errors import InvalidInputError, ManifestError, NotFoundError
 from app.families.acoustic_domain import AcousticDomain, GridPoints
 from app.families.base import (
     CacheState,
@@ -33,9 +33,10 @@ from app.families.base import (
     Prediction,
     Signature,
 )
+from app.families.impulse import ImpulseGrid
 from app.manifest import Manifest, TensorSpec
 from app.runtime import Graph, run_blocking
-from app.schemas import AcousticRequest, ReceiverGrid, TimeRange, validate_body
+from app.schemas import AcousticRequest, ImpulseRequest, ReceiverGrid, TimeRange, validate_body
 
 # Rows per session.run of either net: bounds the (rows, p+1) factor held at once and the arena
 # onnxruntime keeps, while keeping each call long enough that the per-call overhead does not
@@ -50,13 +51,20 @@ F32 = NDArray[np.float32]
 
 class AcousticDeepONet:
     def __init__(
-        self, branch: Graph, trunk: Graph, domain: AcousticDomain, signature: Signature, width: int
+        self,
+        branch: Graph,
+        trunk: Graph,
+        domain: AcousticDomain,
+        signature: Signature,
+        width: int,
+        impulse: ImpulseGrid | None = None,
     ) -> None:
         self.branch = branch
         self.trunk = trunk
         self.domain = domain
         self._signature = signature
         self.width = width  # p + 1: columns of the basis and of the coefficients
+        self.impulse = impulse  # None: the manifest has no time step or fmax, so no IR
 
     @classmethod
     def load(cls, manifest: Manifest, graphs: Mapping[str, Graph]) -> AcousticDeepONet:
@@ -84,7 +92,8 @@ class AcousticDeepONet:
         signature = Signature(
             inputs=(branch.inputs[0], trunk.inputs[0]), outputs=(_pressure_spec(manifest),)
         )
-        return cls(graphs["branch"], graphs["trunk"], domain, signature, width)
+        impulse = ImpulseGrid.from_domain(manifest.domain)
+        return cls(graphs["branch"], graphs["trunk"], domain, signature, width, impulse)
 
     @property
     def signature(self) -> Signature:
@@ -93,7 +102,7 @@ class AcousticDeepONet:
     async def predict(self, payload: Any, ctx: PredictContext) -> Prediction:
         limits = ctx.limits
         request = validate_body(AcousticRequest, payload)
-        source = self._source(request.source)
+        source = self._position(request.source, "source")
         notices: list[Notice] = self.domain.check_source(source)
         grid, receivers = self._receivers(request.receivers, limits)
         times = self._times(request.times, limits)
@@ -121,6 +130,31 @@ class AcousticDeepONet:
                 "index": grid.index,
             }
         return Prediction(fields, tuple(notices), cache)
+
+    async def impulse_response(self, payload: Any, ctx: PredictContext) -> Prediction:
+        """The pressure at the listener at the model's own times, the same points (and cache
+        entries) as a /predict with that receiver and those times, and its 48 kHz resampling."""
+        if self.impulse is None:
+            raise NotFoundError(
+                "this model's manifest records no trained_time_step or fmax in its domain: it "
+                "answers no impulse responses (export it again)",
+                "model",
+            )
+        request = validate_body(ImpulseRequest, payload)
+        source = self._position(request.source, "source")
+        listener = self._position(request.listener, "listener")
+        notices = self.domain.check_source(source)
+        self.domain.check_listener(listener)
+        times = self.impulse.times
+        if times.size > ctx.limits.max_points:
+            raise InvalidInputError(
+                f"this model's impulse response takes {times.size} space-time points, more "
+                f"than the limit of {ctx.limits.max_points}",
+                "listener",
+            )
+        points = space_time_points(listener[None, :], times)
+        pressure, cache = await self._field(source[None, :].astype(np.float32), points, ctx)
+        return Prediction(self.impulse.fields(pressure[0]), tuple(notices), cache)
 
     def cost(
         self, graph: str | None, inputs: Mapping[str, NDArray[Any]], ctx: PredictContext
@@ -171,13 +205,12 @@ class AcousticDeepONet:
 
     # -- request -> arrays ------------------------------------------------------------------
 
-    def _source(self, source: list[float]) -> NDArray[np.float64]:
-        if len(source) != self.domain.dim:
+    def _position(self, values: list[float], field: str) -> NDArray[np.float64]:
+        if len(values) != self.domain.dim:
             raise InvalidInputError(
-                f"source must have {self.domain.dim} coordinates, got {len(source)}",
-                "source",
+                f"{field} must have {self.domain.dim} coordinates, got {len(values)}", field
             )
-        return np.asarray(source, dtype=np.float64)
+        return np.asarray(values, dtype=np.float64)
 
     def _receivers(
         self, receivers: ReceiverGrid | NDArray[np.float64], limits: Limits

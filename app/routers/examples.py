@@ -46,6 +46,13 @@ PREDICT: dict[str, dict[str, Any]] = {
     },
 }
 
+IMPULSE: dict[str, dict[str, Any]] = {
+    "acoustics, 2-D room": {
+        "summary": "From a source to a listener (a 2-D room)",
+        "value": {**_ROOM_2D, "listener": [0.3, 0.3]},
+    },
+}
+
 GEOMETRY: dict[str, dict[str, Any]] = {
     "naca": {"summary": "A NACA 4-digit airfoil", "value": {"geometry": {"naca": "2412"}}},
     "curves": {

@@ -1,4 +1,5 @@
-"""Model listing and domain predictions (the family decides what a request means)."""
+"""Model listing, domain predictions and impulse responses (the family decides what a request
+means)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from app.codecs import JsonDecodeError, decode_json
 from app.deps import Serving, ServingDep, SnapshotDep
 from app.errors import BadRequestError, NotFoundError
 from app.families import GeometryEncoder, Prediction
-from app.render import negotiate, render
+from app.families.impulse import ImpulseResponder
+from app.render import negotiate, negotiate_audio, render
 from app.repository import ModelVersion
 from app.routers import examples
 from app.routers.responses import BODY, GUARDED, PARAMS, errors
@@ -24,11 +26,16 @@ from app.schemas import (
     FlowResponse,
     GeometryRequest,
     GeometryResponse,
+    ImpulseRequest,
+    ImpulseResponse,
     ModelDetail,
     ModelList,
     inline_schema,
 )
 from app.views import model_detail, model_summary
+from app.wav import HEADERS as WAV_HEADERS
+from app.wav import MEDIA_TYPE as WAV
+from app.wav import wav_response
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -79,17 +86,53 @@ _GEOMETRY_DOC: dict[str, Any] = {
         }
     },
 }
+_IMPULSE_DOC: dict[str, Any] = {
+    "responses": {
+        200: {
+            "model": ImpulseResponse,
+            "content": {**_BINARY, WAV: {"schema": {"type": "string", "format": "binary"}}},
+            "description": "JSON (the arrays), the binary bundle with `Accept: "
+            f"{MEDIA_TYPE}`, or with `Accept: {WAV}` the sound: 16-bit PCM, mono, 48 kHz, "
+            "band-limited at the model's fmax, scaled to the 16-bit range; the headers below "
+            "come with the sound.",
+            "headers": {
+                k: {"description": v, "schema": {"type": "string"}} for k, v in WAV_HEADERS.items()
+            },
+        },
+        **_ERRORS,
+        **errors((404, "No such model or version is served, or the model is not acoustic.")),
+    },
+    "openapi_extra": {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": inline_schema(ImpulseRequest),
+                    "examples": examples.IMPULSE,
+                }
+            },
+        }
+    },
+}
 
 
 @router.get("", responses=errors(*GUARDED))
 async def list_models(snapshot: SnapshotDep) -> ModelList:
-    latest = [snapshot.get(name) for name in snapshot.models]
-    return ModelList(models=[model_summary(snapshot, model) for model in latest])
+    """Every model: its latest version, or its highest when none is promoted."""
+    shown = [snapshot.shown(name) for name in snapshot.models]
+    return ModelList(models=[model_summary(snapshot, model) for model in shown])
 
 
 @router.get("/{name}", responses=errors(*GUARDED, 404, *PARAMS))
 async def get_model(name: str, snapshot: SnapshotDep) -> ModelDetail:
-    return model_detail(snapshot, snapshot.get(name))
+    """The model's latest version (its highest when none is promoted) with its manifest."""
+    return model_detail(snapshot, snapshot.shown(name))
+
+
+@router.get("/{name}/versions/{version}", responses=errors(*GUARDED, 404, *PARAMS))
+async def get_model_version(name: str, version: str, snapshot: SnapshotDep) -> ModelDetail:
+    """One pinned version, promoted or candidate, with its manifest."""
+    return model_detail(snapshot, snapshot.get(name, version))
 
 
 @router.post("/{name}/predict", response_model=None, **_PREDICT_DOC)
@@ -118,6 +161,20 @@ async def geometries_version(
 ) -> Response:
     """Encode a geometry once with one pinned version."""
     return await _geometries(serving.snapshot.get(name, version), request, serving)
+
+
+@router.post("/{name}/impulse-response", response_model=None, **_IMPULSE_DOC)
+async def impulse_latest(name: str, request: Request, serving: ServingDep) -> Response:
+    """The impulse response from a source to a listener, with the latest version."""
+    return await _impulse(serving.snapshot.get(name), request, serving)
+
+
+@router.post("/{name}/versions/{version}/impulse-response", response_model=None, **_IMPULSE_DOC)
+async def impulse_version(
+    name: str, version: str, request: Request, serving: ServingDep
+) -> Response:
+    """The impulse response with one pinned version."""
+    return await _impulse(serving.snapshot.get(name, version), request, serving)
 
 
 def _payload(body: bytes) -> Any:
@@ -158,3 +215,29 @@ async def _predict(model: ModelVersion, request: Request, serving: Serving) -> R
     prediction = await cached_prediction(serving.cache, model.name, version, salt, body, compute)
     request.state.cache = prediction.cache
     return render(prediction, {"model": model.name, "version": version}, fmt)
+
+
+async def _impulse(model: ModelVersion, request: Request, serving: Serving) -> Response:
+    fmt = negotiate_audio(request.headers.get("accept"))
+    predictor = model.predictor
+    if not isinstance(predictor, ImpulseResponder):
+        raise NotFoundError(
+            f"model {model.name!r} (family {model.manifest.family}) answers no impulse "
+            "responses; they are for acoustic models",
+            "model",
+        )
+    body = await request.body()
+
+    async def compute() -> Prediction:
+        return await predictor.impulse_response(_payload(body), serving.context(model))
+
+    version = str(model.version)
+    # The same body means the same answer, whatever the format asked: one cache entry, kept
+    # apart from /predict's by the salt.
+    salt = f"{model.fingerprint}:{serving.settings.max_points}:impulse-response"
+    prediction = await cached_prediction(serving.cache, model.name, version, salt, body, compute)
+    request.state.cache = prediction.cache
+    extra = {"model": model.name, "version": version}
+    if fmt == "wav":
+        return wav_response(prediction, extra)
+    return render(prediction, extra, fmt)
