@@ -160,6 +160,7 @@ def test_model_listing_and_health(
             "family": "deeponet",
             "task": "acoustics",
             "provider": "CPUExecutionProvider",
+            "state": "promoted",  # its first export promoted it
         }
     ]
 
@@ -169,5 +170,6 @@ def test_model_listing_and_health(
     assert listed[0]["provider"] == "CPUExecutionProvider"
     detail = client.get(f"/v1/models/{tiny_acoustic.name}").json()
     assert detail["version"] == "1" and detail["versions"] == ["1"]
+    assert (detail["latest"], detail["state"], detail["promoted"]) == ("1", "promoted", ["1"])
     assert detail["manifest"]["graphs"] == manifest["graphs"]
     assert client.get("/v1/models/nope").json()["field"] == "model"
