@@ -5,6 +5,7 @@ both set:
 
     health probes (/health/*, /v2/health/*)  open to all; /health/ready tells a caller
                                              without a valid key only ready or not
+    the page (/, /static/*)                  open to all: it holds no data, its calls send a key
     /v1/admin/*                              admin key: the route's answer; API key: 403;
                                              no key, a wrong or malformed one: 401
     everything else (unknown paths too)      API or admin key: the route's answer;
@@ -141,7 +142,7 @@ def _kind(path: str) -> Literal["open", "ready", "admin", "api"]:
     path = unquote(path)
     if path == "/health/ready":
         return "ready"
-    if path.startswith(("/health/", "/v2/health/")):
+    if path == "/" or path.startswith(("/health/", "/v2/health/", "/static/")):
         return "open"
     if path == "/v1/admin" or path.startswith("/v1/admin/"):
         return "admin"

@@ -3,8 +3,6 @@ presenting a key. Answered 4xx (or right), never 5xx, never dropped, never with 
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from benchmarks import chaos
@@ -21,12 +19,13 @@ NON_FINITE = pytest.mark.xfail(
 )
 
 
-@pytest.mark.parametrize(
-    "group",
-    [pytest.param(g, marks=NON_FINITE) if g == "non-finite answers" else g for g in GROUPS],
-)
-def test_hostile_inputs_are_refused_or_answered_right(lab: Lab, group: str) -> None:
-    assert_clean(chaos.hostile_inputs(lab, [group]))
+def test_hostile_inputs_are_refused_or_answered_right(lab: Lab) -> None:
+    assert_clean(chaos.hostile_inputs(lab, [g for g in GROUPS if g != "non-finite answers"]))
+
+
+@NON_FINITE
+def test_answers_that_would_not_be_finite_are_refused_never_null(lab: Lab) -> None:
+    assert_clean(chaos.hostile_inputs(lab, ["non-finite answers"]))
 
 
 def test_requests_for_gigabytes_stay_bounded(lab: Lab) -> None:
@@ -37,9 +36,3 @@ def test_every_route_gives_every_credential_its_designed_status(lab: Lab) -> Non
     row = chaos.auth(lab)
     assert_clean(row)
     assert row.errors > 0 and row.correct > 0  # refusals and answers both happened
-
-
-def test_soak_keeps_every_answer_right_and_memory_bounded(lab: Lab) -> None:
-    row = chaos.soak(dataclasses.replace(lab, scale=0.03))
-    assert_clean(row)
-    assert row.measures["rss_mb"]["peak"] < chaos.RSS_BOUND_MB, row.measures["rss_mb"]

@@ -18,7 +18,7 @@ def test_broken_versions_are_refused_on_reload_under_load(lab: Lab) -> None:
     row = chaos.broken_versions(lab)
     assert_clean(row)
     # Each kind was dropped in and refused by name (the reload calls are judged on that).
-    assert all(row.labels[f"reload: {kind}"] == {"correct": 1} for kind in chaos.BROKEN), row.labels
+    assert all(set(row.labels[f"reload: {kind}"]) == {"correct"} for kind in chaos.BROKEN)
 
 
 def test_a_valid_version_hot_reloaded_under_load_never_mixes(lab: Lab) -> None:
