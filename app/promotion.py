@@ -22,31 +22,50 @@ from types import MappingProxyType
 from typing import Annotated, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 
 RECORD = ".promoted.json"
+FORMAT = 1
 
 State = Literal["promoted", "candidate"]
 RecordState = Literal["recorded", "unrecorded", "refused"]
 
 
+# Strict: the command that writes the record refuses the same (training/promotion.py), so a
+# true for 1 or "0.5" for a number is corrupt to both.
 class _Entry(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
     version: Annotated[StrictStr, Field(pattern=r"^[1-9][0-9]{0,17}$")]
     at: StrictStr
     reason: StrictStr = ""
     forced: StrictBool = False
     metric: StrictStr | None = None
-    value: float | None = None
+    value: float | int | None = None
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
-    format: Literal[1]
+    format: StrictInt
     model: StrictStr
     promoted: list[_Entry]
+
+    @field_validator("format")
+    @classmethod
+    def _known(cls, value: int) -> int:
+        if value != FORMAT:
+            raise ValueError(f"must be {FORMAT} (the only format this service reads)")
+        return value
 
 
 @dataclass(frozen=True)

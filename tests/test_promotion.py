@@ -314,6 +314,12 @@ def test_the_service_and_the_command_refuse_the_same_records(tiny_acoustic: Any)
         json.dumps({**good, "promoted": [{**good["promoted"][0], "at": 5}]}).encode(),
         json.dumps({**good, "promoted": {}}).encode(),
         json.dumps({**good, "format": 2}).encode(),
+        json.dumps({**good, "format": True}).encode(),
+        json.dumps({**good, "format": 1.0}).encode(),
+        json.dumps({**good, "promoted": [{**good["promoted"][0], "value": "0.5"}]}).encode(),
+        json.dumps({**good, "promoted": [{**good["promoted"][0], "forced": 1}]}).encode(),
+        json.dumps({**good, "promoted": [{**good["promoted"][0], "version": 1}]}).encode(),
+        b'{"format": 1, "model": "x", "promoted": [], "value": NaN}',
     ]
     for raw in variants:
         with pytest.raises(PromotionRecordError):

@@ -99,7 +99,7 @@ def record_problems(doc: Any, model: str) -> list[str]:
     if not isinstance(doc, dict):
         return ["not a JSON object"]
     problems = []
-    if doc.get("format") != FORMAT or isinstance(doc.get("format"), bool):
+    if type(doc.get("format")) is not int or doc["format"] != FORMAT:
         problems.append(f"format: must be {FORMAT}, got {doc.get('format')!r}")
     if doc.get("model") != model:
         problems.append(f"it is the record of model {doc.get('model')!r}, not {model!r}")
