@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: serve test lint typecheck install-serve install-dev redis-server models clean
+.PHONY: serve test lint typecheck install-serve install-dev redis-server chromium models clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,12 @@ serve: install-serve
 redis-server:
 	@command -v redis-server >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq redis-server)
 
-test: install-dev redis-server
+# The page's browser test (tests/test_page.py) drives Debian's chromium with Playwright, which
+# cannot download browsers of its own here.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
+
+test: install-dev redis-server chromium
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(PY) -m pytest -q

@@ -1,6 +1,7 @@
 """API keys: `Authorization: Bearer <key>` or `X-API-Key: <key>`.
 
-    FIELDSERVE_API_KEYS    set: every route but health needs a key (an API or an admin key)
+    FIELDSERVE_API_KEYS    set: every route but health and the page (/, /static/) needs a key
+                           (an API or an admin key)
     FIELDSERVE_ADMIN_KEYS  keys for /v1/admin/*; once either setting is set, admin routes take
                            only these (none configured = admin routes refused for everyone)
     neither set            open
@@ -26,7 +27,8 @@ from app.errors import FieldserveError, ForbiddenError, UnauthorizedError
 
 log = logging.getLogger("fieldserve.auth")
 
-OPEN_PREFIXES = ("/health/", "/v2/health/")
+OPEN_PREFIXES = ("/health/", "/v2/health/", "/static/")
+PAGE = "/"  # the page and its assets (app/page.py) hold no data; its API calls send a key
 READY = "/health/ready"  # open, but with details only for a valid key
 ADMIN_PREFIX = "/v1/admin"
 FIELD = "authorization"
@@ -80,7 +82,7 @@ class AuthMiddleware:
 
     def check(self, path: str, headers: dict[bytes, bytes]) -> FieldserveError | None:
         """None when the request may go on, else the refusal to answer."""
-        if path.startswith(OPEN_PREFIXES):
+        if path == PAGE or path.startswith(OPEN_PREFIXES):
             return None
         admin = path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")
         if not admin and not self.api_required:

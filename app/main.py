@@ -18,6 +18,7 @@ from app.codecs import OrjsonResponse
 from app.docs import install_docs
 from app.errors import install_error_handlers
 from app.metrics import Metrics, ServingState
+from app.page import router as page
 from app.repository import ModelRepository, Snapshot
 from app.routers import admin, health, metrics, models, v2
 from app.runtime import Runtime
@@ -100,4 +101,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (models, v2, health, admin, metrics):
         app.include_router(module.router)
     install_docs(app)
+    app.include_router(page)  # the page at / (app/static/)
     return app
