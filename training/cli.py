@@ -216,6 +216,13 @@ def cmd_export_triton(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
+    from training.reports import make_report
+
+    print(make_report(args.model_dir, args.data, args.cases, args.out, progress=True))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     p.add_argument(
@@ -314,6 +321,17 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--model", required=True, help="an exported version: models/<name>/<v>")
     tr.add_argument("--out", required=True, help="Triton model repository root (made if missing)")
     tr.set_defaults(fn=cmd_export_triton)
+
+    rp = sub.add_parser(
+        "report",
+        help="write report.html into a version folder: loss curves, fields against the "
+        "solver, metrics",
+    )
+    rp.add_argument("model_dir", help="an exported version: models/<name>/<v>")
+    rp.add_argument("--data", help="dataset folder (default data/<name>; missing cases are solved)")
+    rp.add_argument("--cases", type=int, default=3, help="held-out cases to show (default 3)")
+    rp.add_argument("--out", help="where to write the page (default <model_dir>/report.html)")
+    rp.set_defaults(fn=cmd_report)
     return p
 
 
