@@ -13,6 +13,7 @@ latencies in them).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import struct
@@ -26,9 +27,12 @@ import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, Page, Response, sync_playwright
 
+from app.families.acoustic_domain import AcousticDomain
 from app.main import create_app
 from app.page import STATIC
 from app.settings import Settings
+from geometry.airfoils import naca4, two_element
+from geometry.voxels import encode_mask
 from tests.helpers_serving import live_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,6 +185,57 @@ def section_lift(series: list[dict[str, Any]]) -> float:
     cp_u = np.interp(x, upper["x"], upper["y"])
     cp_l = np.interp(x, lower["x"], lower["y"])
     return float(np.trapezoid(cp_l - cp_u, x))
+
+
+def test_the_pages_geometry_is_the_services(browser: Browser, tmp_path: Path) -> None:
+    """The page draws rooms and airfoils and picks its receivers with JavaScript copies of
+    geometry/: they must agree with what the service computes, or the page would ask for
+    points in walls (422) and draw bodies where the model saw none."""
+    rng = np.random.default_rng(0)
+    rooms = []
+    for manifest in sorted(MODELS.glob("acoustics-*/*/manifest.json")):
+        domain = json.loads(manifest.read_text())["domain"]
+        size = np.asarray(AcousticDomain.from_manifest(domain).room.size)
+        points = rng.uniform(-0.05, 1.05, (2000, len(size))) * size  # some outside it
+        rooms.append((domain, points))
+    # A voxelised mesh scene (none is shipped): its packed mask is decoded in the browser.
+    mask = rng.uniform(size=(12, 10, 8)) < 0.7
+    voxels = {"kind": "voxels", "size": [2.4, 2.0, 1.6], "counts": [12, 10, 8]}
+    voxels["air"] = encode_mask(mask)
+    voxel_points = rng.uniform(0, 1, (2000, 3)) * voxels["size"]
+    section = naca4("4412", 160)
+    flap = two_element("2412", "0012", 0.3, 10.0, 0.02, 160, overlap=0.015)
+    with live_server(create_app(Settings(model_dir=tmp_path))) as address:
+        page = browser.new_page()
+        page.goto(f"http://{address}/")
+        got = page.evaluate(
+            """async ([rooms, voxels, voxelPoints]) => {
+                const g = await import("./static/js/geometry.js");
+                const air = [];
+                for (const [domain, points] of rooms) {
+                    const room = await g.Room.fromDomain(domain);
+                    air.push(points.map((p) => room.isAir(p)));
+                }
+                const vox = await g.Room.fromDomain({ scene: voxels });
+                return {
+                    air,
+                    voxelAir: voxelPoints.map((p) => vox.isAir(p)),
+                    naca: g.naca4(g.parseNaca("4412"), 160),
+                    flap: g.twoElement(g.parseNaca("2412"), g.parseNaca("0012"), 0.3, 10, 0.02,
+                                       160, 0.015),
+                };
+            }""",
+            [[[d, p.tolist()] for d, p in rooms], voxels, voxel_points.tolist()],
+        )
+        page.close()
+    for (domain, points), js in zip(rooms, got["air"], strict=True):
+        service = AcousticDomain.from_manifest(domain).room.is_air(points)
+        assert 0.1 < service.mean() < 1 and np.array_equal(js, service), domain.get("room")
+    cells = np.floor(voxel_points / np.asarray(voxels["size"]) * mask.shape).astype(int)
+    assert np.array_equal(got["voxelAir"], mask[tuple(cells.T)])
+    np.testing.assert_allclose(got["naca"], section, atol=1e-12)
+    for js_body, body in zip(got["flap"], flap, strict=True):
+        np.testing.assert_allclose(js_body, body, atol=1e-9)
 
 
 def test_the_page_shows_fields_plays_an_impulse_response_and_draws_airfoils(

@@ -69,9 +69,7 @@ export class AcousticsView {
     this.source = null;
     // The listener starts in a corner of the source region, so the impulse response shows as
     // soon as a source is placed; a click in listener mode moves it.
-    const guess = region.lo.map((lo, a) => lo + (a === 0 ? 0.25 : 0.75) * (region.hi[a] - lo));
-    this.listener = this.room.isAir(guess) ? guess : mid;
-    if (dim === 3) this.listener[2] = this.z.listener;
+    this.listener = this.startingListener(region, mid);
 
     this.canvas = el("canvas", { id: "field-canvas", width: 600, height: 500 });
     this.irCanvas = el("canvas", { id: "ir-canvas", width: 600, height: 300 });
@@ -143,6 +141,15 @@ export class AcousticsView {
         this.draw();
       }
     }, 90);
+  }
+
+  // Toward a corner of the source region at the plan's height, else the first air point of a
+  // lattice over the region (a scene may have furniture anywhere).
+  startingListener(region, mid) {
+    const at = (f) => region.lo.map((lo, a) => (a === 2 ? mid[2] : lo + f[a] * (region.hi[a] - lo)));
+    const tries = [[0.25, 0.75], [0.5, 0.5]];
+    for (let i = 0; i <= 8; i++) for (let j = 0; j <= 8; j++) tries.push([i / 8, j / 8]);
+    return round(at(tries.find((f) => this.room.isAir(at(f))) || [0.5, 0.5]));
   }
 
   unmount() {
