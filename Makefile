@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: serve test lint typecheck install-serve install-dev redis-server chromium models clean
+.PHONY: serve test deploy-test lint typecheck install-serve install-dev redis-server chromium models clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ test: install-dev redis-server chromium
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory deploy-test
+
+# The real deployment (README, "Deploy"): as root, installs Debian's docker.io,
+# docker-compose and debootstrap, starts a dockerd of its own, makes the base images offline,
+# builds the three images and runs docker-compose's profiles and the Kubernetes pods' containers
+# (tests/test_deploy_real.py; each step logged with its time). `make test` ends with it.
+deploy-test: install-dev
+	FIELDSERVE_DEPLOY_TEST=1 nice $(PY) -m pytest -q -s -m deploy tests/test_deploy_real.py
 
 lint: install-dev
 	$(PY) -m ruff check .
