@@ -91,6 +91,8 @@ def routes(traffic: FieldTraffic, airfoil: str | None) -> list[Route]:
     hostile = Hostile(traffic, airfoil)
     predict = orjson.dumps(hostile._valid())
     v2 = hostile._v2_json(hostile._v2_good())
+    listener = [float(v) for v in traffic.receiver_sets[0][0]]
+    impulse = orjson.dumps({"source": list(hostile.source), "listener": listener})
     out = [
         Route("live", "GET", "/health/live"),
         Route("ready", "GET", "/health/ready"),
@@ -102,6 +104,7 @@ def routes(traffic: FieldTraffic, airfoil: str | None) -> list[Route]:
         Route("predict v1", "POST", f"/v1/models/{m}/versions/1/predict", predict),
         Route("predict bad body", "POST", f"/v1/models/{m}/predict", b"{}"),
         Route("geometries", "POST", f"/v1/models/{m}/geometries", b"{}"),
+        Route("impulse response", "POST", f"/v1/models/{m}/impulse-response", impulse),
         Route("v2", "GET", "/v2"),
         Route("v2 index", "POST", "/v2/repository/index"),
         Route("v2 model", "GET", f"/v2/models/{m}"),

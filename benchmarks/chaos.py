@@ -251,7 +251,8 @@ def broken_versions(lab: Lab) -> Row:
 
 def hot_reload(lab: Lab) -> Row:
     """A valid version 2 (6x the pressure of version 1) reloaded in and out under load: every
-    answer is one version's, whole; right after each reload the latest version is the new one."""
+    answer is one version's, whole; right after each reload the latest version is the new one
+    (the repository has no promotion record, so every version that loads counts as promoted)."""
     t0, tally = time.monotonic(), Tally()
     repo = lab.repository("hot-reload")
     model_dir = repo / lab.model

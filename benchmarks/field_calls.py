@@ -1,7 +1,8 @@
 """Prediction calls for chaos load, each with a judge that checks the numbers.
 
-A call asks one acoustic model for a pressure field by one of four ways (the domain route in
-JSON or binary, a pinned version, the V2 end-to-end model) and its judge reads the answer's
+A call asks one acoustic model for a pressure field by one of five ways (the domain route in
+JSON or binary, a pinned version, the V2 end-to-end model, an impulse response at a listener)
+and its judge reads the answer's
 version, then compares the numbers with that version's in-process reference. An answer whose
 version may not serve, or whose numbers are not its version's, is wrong; when the numbers are
 another version's, the note says mixed.
@@ -82,6 +83,35 @@ def field_judge(
     return judge
 
 
+def impulse_judge(
+    source: tuple[float, ...], listener: tuple[float, ...], candidates: Mapping[str, Reference]
+) -> Judge:
+    """An impulse response's `pressure` is the field at the listener at the answer's own
+    `times` (the model's trained steps): checked there against the answering version."""
+
+    def judge(answer: Answer) -> Verdict:
+        early = lost_or_none(answer)
+        if early is not None:
+            return early
+        if answer.status != 200:
+            return Verdict("wrong", f"{answer.status} for a valid request: {answer.body[:160]!r}")
+        try:
+            doc = orjson.loads(answer.body)
+            version, times = str(doc["version"]), np.asarray(doc["times"], dtype=np.float64)
+            got = np.asarray(doc["pressure"], dtype=np.float64)
+        except Exception as exc:  # any unreadable 200 is a wrong answer, whatever broke
+            return Verdict("wrong", f"unreadable 200: {type(exc).__name__}: {exc}")
+        reference = candidates.get(version)
+        if reference is None:
+            return Verdict("wrong", f"answered by version {version}, which must not serve")
+        points = space_time(np.asarray([listener]), times)
+        if close(got, reference.pressure(source, points)):
+            return CORRECT
+        return Verdict("wrong", f"impulse response of version {version}: off its reference")
+
+    return judge
+
+
 @dataclass
 class FieldTraffic:
     """Calls on one acoustic model: sources from a small pool (whole-answer hits) or a large
@@ -129,7 +159,8 @@ class FieldTraffic:
         )
 
     def call(self, rng: random.Random) -> Call:
-        """One call, drawn: mostly the domain route in JSON, some binary, V2 and pinned."""
+        """One call, drawn: mostly the domain route in JSON, some binary, V2, impulse responses
+        and pinned versions."""
         source, receivers = self._pick(rng)
         points = space_time(receivers, self.times)
         draw = rng.random()
@@ -156,6 +187,16 @@ class FieldTraffic:
             )
         if draw < 0.55:
             return self.v2_call(source, points)
+        if draw < 0.65:
+            listener = tuple(float(v) for v in receivers[rng.randrange(len(receivers))])
+            body = orjson.dumps({"source": list(source), "listener": list(listener)})
+            return Call(
+                "impulse response",
+                "POST",
+                f"/v1/models/{self.name}/impulse-response",
+                impulse_judge(source, listener, self.latest),
+                body,
+            )
         return Call(
             "predict",
             "POST",

@@ -141,6 +141,7 @@ GROUPS = {
     "bodies": "bodies",
     "encodings": "encodings",
     "routes and headers": "routes_and_headers",
+    "impulse response": "impulse",
     "airfoil": "airfoil_calls",
 }
 
@@ -703,6 +704,36 @@ class Hostile:
                 refusal_or_finite,
                 dumps(body),
             )
+
+    def impulse(self) -> Iterator[Call]:
+        """POST /v1/models/{name}/impulse-response: a source and a listener."""
+        path = f"/v1/models/{self.m}/impulse-response"
+        src, lis = list(self.source), [float(v) for v in self.receivers[0]]
+        valid = dumps({"source": src, "listener": lis})
+        nan = ", ".join(["NaN"] + ["0.5"] * (self.dim - 1))
+        cases: list[tuple[str, Judge, bytes, Headers]] = [
+            ("listener missing", refusal, dumps({"source": src}), {}),
+            ("listener one too many", refusal, dumps({"source": src, "listener": [*lis, 0.5]}), {}),
+            ("listener empty", refusal, dumps({"source": src, "listener": []}), {}),
+            ("listener strings", refusal, dumps({"source": src, "listener": ["1", "1"]}), {}),
+            ("source NaN", refusal, f'{{"listener": {lis}, "source": [{nan}]}}'.encode(), {}),
+            ("extra field", refusal, dumps({"source": src, "listener": lis, "x": 1}), {}),
+            ("deep", refusal, _deep(100_000), {}),
+            ("empty", refusal, b"", {}),
+            ("accept text/html", refusal, valid, {"Accept": "text/html"}),
+            ("accept audio/wav", not_5xx, valid, {"Accept": "audio/wav"}),
+        ]
+        for value in (3e38, -3e38):
+            for who in ("source", "listener"):
+                edge = {"source": src, "listener": lis, who: [value] * self.dim}
+                cases.append((f"{who} {value:g}", refusal_or_finite, dumps(edge), {}))
+        for label, judge, payload, headers in cases:
+            yield Call(f"impulse {label}", "POST", path, judge, payload, headers)
+        version = f"/v1/models/{self.m}/versions/{'9' * 5000}/impulse-response"
+        yield Call("impulse version 5,000 digits", "POST", version, refusal, valid)
+        if self.airfoil is not None:
+            airfoil = f"/v1/models/{self.airfoil}/impulse-response"
+            yield Call("impulse of an airfoil model", "POST", airfoil, refusal, valid)
 
     def airfoil_calls(self) -> Iterator[Call]:
         if self.airfoil is None:
