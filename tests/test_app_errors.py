@@ -190,6 +190,16 @@ def test_non_finite_arrays_are_422(
     assert "[1]" in error["error"]  # says which element
 
 
+def test_times_whose_field_is_not_finite_are_422_never_null(
+    client: TestClient, tiny_acoustic: Any, domain: dict[str, Any]
+) -> None:
+    """3e38 s is a float32, but the trunk's arithmetic overflows there: refused, not null."""
+    body = good_body(domain)
+    body["times"] = [0.0, 3e38]
+    r = client.post(f"/v1/models/{tiny_acoustic.name}/predict", json=body)
+    assert "not finite" in expect(r, 422, "times")["error"]
+
+
 def test_too_many_points(client: TestClient, tiny_acoustic: Any, domain: dict[str, Any]) -> None:
     url = f"/v1/models/{tiny_acoustic.name}/predict"
     dim = domain["dim"]

@@ -394,3 +394,23 @@ async def test_the_local_tier_is_bounded_and_skips_unreadable_values() -> None:
     await shared.set("bad", b"garbage", 60)
     assert await cache.load("bad", "m", "trunk") is None
     assert cache.local.get("bad") is None  # never kept: looked up again next time
+
+
+@pytest.mark.anyio
+async def test_a_well_formed_value_its_writer_did_not_stamp_is_a_miss() -> None:
+    """Another program's bundle under our key, or ours with its arrays changed: recomputed."""
+    backend = MemoryBackend(1 << 20)
+    cache = Cache(backend, ttl_s=60, max_item_bytes=1 << 20)
+
+    async def compute() -> Bundle:
+        return Bundle({}, {"a": np.ones((2, 3), np.float32)})
+
+    await backend.set("k", encode(Bundle({}, {"a": np.zeros((2, 3), np.float32)})), 60)
+    value, reused = await cache.get_or_compute("k", "m", "trunk", compute)
+    assert not reused and value.arrays["a"].sum() == 6
+    ours = decode(await backend.get("k") or b"")
+    assert (await cache.get_or_compute("k", "m", "trunk", compute))[1]  # stamped: trusted
+    retyped = Bundle(ours.meta, {"a": np.zeros((2, 3), np.int8)})
+    await backend.set("k", encode(retyped), 60)
+    assert not (await cache.get_or_compute("k", "m", "trunk", compute))[1]
+    assert cache.metrics.cache_errors.labels("memory", "decode")._value.get() == 2

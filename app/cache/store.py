@@ -100,6 +100,7 @@ class Cache:
             return None
         try:
             value = decode(raw)
+            _check_schema(value)
         except BundleError as exc:  # a foreign or corrupt value: recompute and overwrite
             log.warning("cache value under %s is unreadable (%s); recomputing", key, exc)
             self.metrics.cache_errors.labels(self.backend.name, "decode").inc()
@@ -118,8 +119,11 @@ class Cache:
         if value.nbytes > self.max_item_bytes:
             self.metrics.cache_too_large.labels(model, kind).inc()
             return
+        stamped = Bundle({**value.meta, SCHEMA: _schema(value)}, value.arrays)
         data = (
-            await run_blocking(encode, value) if value.nbytes > _OFF_LOOP_BYTES else encode(value)
+            await run_blocking(encode, stamped)
+            if value.nbytes > _OFF_LOOP_BYTES
+            else encode(stamped)
         )
         if len(data) > self.max_item_bytes:
             self.metrics.cache_too_large.labels(model, kind).inc()
@@ -131,6 +135,22 @@ class Cache:
         if self.local is not None:
             self.local.clear()
         await self.backend.close()
+
+
+# Each stored value carries its arrays' names, dtypes and shapes in its meta, checked on
+# load: a well-formed bundle someone else wrote under our key (another program on a shared
+# Redis, a value of another kind, arrays of another dtype or shape) is a miss, never an answer.
+# (Flipped bits inside the array data would pass: the format carries no checksum.)
+SCHEMA = "schema"
+
+
+def _schema(value: Bundle) -> dict[str, list[object]]:
+    return {n: [a.dtype.str, list(a.shape)] for n, a in value.arrays.items()}
+
+
+def _check_schema(value: Bundle) -> None:
+    if value.meta.get(SCHEMA) != _schema(value):
+        raise BundleError("its arrays are not the ones its writer recorded")
 
 
 def _footprint(value: Bundle) -> int:

@@ -11,9 +11,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+import numpy as np
 from numpy.typing import NDArray
 
 from app.bundle import Bundle
+from app.errors import InvalidInputError
 from app.manifest import Manifest, TensorSpec
 from app.runtime import Graph
 
@@ -84,6 +86,18 @@ class PredictContext:
 
     limits: Limits
     factors: Factors
+
+
+def refuse_non_finite(array: NDArray[Any], field: str, what: str) -> None:
+    """422 naming `field` rather than an answer holding NaN or infinity (JSON would carry them
+    as null): inputs finite in float32 can still overflow a graph's arithmetic (times or query
+    points near 3e38)."""
+    if not np.isfinite(array).all():
+        raise InvalidInputError(
+            f"{what} is not finite for these inputs: {field} lies outside what the model can "
+            "compute (see its trained domain in GET /v1/models/{name})",
+            field,
+        )
 
 
 @dataclass(frozen=True)

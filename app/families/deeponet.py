@@ -32,6 +32,7 @@ from app.families.base import (
     PredictContext,
     Prediction,
     Signature,
+    refuse_non_finite,
 )
 from app.families.impulse import ImpulseGrid
 from app.manifest import Manifest, TensorSpec
@@ -117,6 +118,8 @@ class AcousticDeepONet:
 
         points = space_time_points(receivers, times)
         pressure, cache = await self._field(source[None, :].astype(np.float32), points, ctx)
+        # Source and receivers are inside the room: only the times can drive the trunk off.
+        refuse_non_finite(pressure, "times", "the field")
         fields: dict[str, Any] = {
             "pressure": pressure[0].reshape(receivers.shape[0], times.size),
             "times": times,

@@ -34,6 +34,7 @@ from app.families.base import (
     PredictContext,
     Prediction,
     Signature,
+    refuse_non_finite,
 )
 from app.manifest import Manifest
 from app.runtime import Graph, run_blocking
@@ -191,6 +192,7 @@ class AirfoilEnf2Enf:
         out = await run_blocking(
             self.decode, latents, conditions, points.astype(np.float32), sdf.astype(np.float32)
         )
+        refuse_non_finite(out, "query", "the flow")
         fields = {
             "fields": {
                 name: np.ascontiguousarray(out[:, k]) for k, name in enumerate(self.field_names)
@@ -311,6 +313,7 @@ class AirfoilEnf2Enf:
             geometry.polylines,
             lambda: {name: self.encode(geometry.polylines)},
         )
+        refuse_non_finite(out[name], "geometry", "the geometry's encoding")
         return out[name], reused
 
     async def _encoded(self, points: F32, sdf: F32, ctx: PredictContext) -> tuple[F32, bool]:
