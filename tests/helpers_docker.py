@@ -100,7 +100,7 @@ def run(
         capture_output=True,
         text=True,
         timeout=timeout,
-        input=input,
+        **({"input": input} if input is not None else {"stdin": subprocess.DEVNULL}),
     )
     if log is not None:
         with open(log, "a") as out:
@@ -520,6 +520,50 @@ def dockerfile_bases(path: Path) -> list[str]:
             if m.group(2):
                 stages.add(m.group(2))
     return bases
+
+
+def interpolate(text: str, env: Mapping[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and $VAR, from `env`."""
+    pattern = r"\$(?:\{(\w+)(?::?-([^}]*))?\}|(\w+))"
+
+    def one(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(3)
+        return env.get(name) or (m.group(2) or "")
+
+    return re.sub(pattern, one, text)
+
+
+@dataclass(frozen=True)
+class Build:
+    """One `build:` of docker-compose.yml."""
+
+    context: Path
+    dockerfile: Path
+    args: Mapping[str, str]
+
+    def arguments(self, env: Mapping[str, str]) -> dict[str, str]:
+        return {k: interpolate(v, env) for k, v in self.args.items()}
+
+
+def compose_builds(compose_file: Mapping[str, Any]) -> dict[str, Build]:
+    """image -> its build, for every service that builds one."""
+    builds = {}
+    for service in compose_file["services"].values():
+        spec = service.get("build")
+        if spec is None:
+            continue
+        if isinstance(spec, str):
+            spec = {"context": spec}
+        context = (ROOT / spec.get("context", ".")).resolve()
+        args = spec.get("args") or {}
+        if isinstance(args, list):
+            args = dict(item.split("=", 1) for item in args)
+        builds[service["image"]] = Build(
+            context,
+            context / spec.get("dockerfile", "Dockerfile"),
+            {k: str(v) for k, v in args.items()},
+        )
+    return builds
 
 
 # --- the training image's torch ---------------------------------------------------------------

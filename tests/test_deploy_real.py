@@ -38,12 +38,14 @@ from tests.helpers_docker import (
     DEPLOY,
     ROOT,
     STANDINS,
+    Build,
     Compose,
     Engine,
     StandIn,
     StepError,
     Steps,
     TorchIndex,
+    compose_builds,
     debootstrap,
     dockerfile_bases,
     free_port_range,
@@ -70,12 +72,8 @@ REQUEST = {
     "receivers": [[0.5, 0.5], [1.5, 1.2]],
     "times": {"start": 0.0, "stop": 0.03, "num": 31},
 }
-# Images: compose service -> Dockerfile. The GPU image is built, not started (no GPU here).
-IMAGES = {
-    "fieldserve:cpu": "deploy/Dockerfile",
-    "fieldserve:gpu": "deploy/Dockerfile.gpu",
-    "fieldserve:train": "deploy/Dockerfile.train",
-}
+# The images docker-compose.yml builds; the GPU one is built, not started (no GPU here).
+IMAGES = ("fieldserve:cpu", "fieldserve:gpu", "fieldserve:train")
 
 
 def tiny_config() -> dict[str, Any]:
@@ -173,12 +171,15 @@ def _deploy(steps: Steps, work: Path, logs: Path, cleanup: ExitStack) -> None:
     with steps.step("kubectl kustomize: every kustomization"):
         rendered = kustomize_all(steps, work, logs)
 
-    # Every image the project names: Dockerfile FROMs, compose `image:`s, Kubernetes images.
+    # The images compose builds, and every image the project names: their Dockerfiles' FROMs,
+    # compose's other `image:`s, the Kubernetes images.
     compose_file = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    builds = compose_builds(compose_file)
+    assert sorted(builds) == sorted(IMAGES), sorted(builds)
     named: dict[str, str] = {}
-    for dockerfile in IMAGES.values():
-        for base in dockerfile_bases(ROOT / dockerfile):
-            named.setdefault(base, dockerfile)
+    for build in builds.values():
+        for base in dockerfile_bases(build.dockerfile):
+            named.setdefault(base, str(build.dockerfile.relative_to(ROOT)))
     for name, service in compose_file["services"].items():
         if "build" not in service:
             named.setdefault(service["image"], f"docker-compose.yml ({name})")
@@ -199,17 +200,23 @@ def _deploy(steps: Steps, work: Path, logs: Path, cleanup: ExitStack) -> None:
     with steps.step("stand-ins for the registry images"):
         standins = build_standins(steps, engine, work, named, logs)
 
-    index = cleanup.enter_context(TorchIndex(torch_dir(engine, work, logs)))
+    index = cleanup.enter_context(
+        TorchIndex(torch_dir(engine, builds["fieldserve:train"], work, logs))
+    )
     with steps.step("build the cpu, gpu (build only) and train images, at once"):
-        builds = {}
-        for image, dockerfile in IMAGES.items():
-            args = ["--build-arg", f"TORCH_INDEX_URL={index.url}"] if "train" in image else []
-            argv = ["build", "--network", "host", "-f", str(ROOT / dockerfile), "-t", image]
+        # As `docker-compose build` would (context, Dockerfile, tag, args), with TORCH_INDEX_URL
+        # from the environment as compose reads it, on the host's network (pip's registry).
+        jobs = {}
+        for image, build in builds.items():
+            args = build.arguments({"TORCH_INDEX_URL": index.url})
+            argv = ["build", "--network", "host", "-f", str(build.dockerfile), "-t", image]
+            argv += [item for k, v in args.items() for item in ("--build-arg", f"{k}={v}")]
             log = logs / f"build-{image.split(':')[1]}.log"
-            builds[f"{image} ({dockerfile})"] = functools.partial(
-                engine.docker, *argv, *args, str(ROOT), log=log, timeout=900
+            label = f"{image} ({build.dockerfile.relative_to(ROOT)})"
+            jobs[label] = functools.partial(
+                engine.docker, *argv, str(build.context), log=log, timeout=900
             )
-        parallel(steps, builds)
+        parallel(steps, jobs)
     with steps.step("gpu image: onnxruntime-gpu has CUDA"):
         done = engine.docker(
             "run",
@@ -284,8 +291,8 @@ def _deploy(steps: Steps, work: Path, logs: Path, cleanup: ExitStack) -> None:
         compose(*all_profiles, "down", "-v", "--remove-orphans")
         label = f"label=com.docker.compose.project={project}"
         for kind in ("ps", "volume", "network"):
-            args = ["ps", "-aq"] if kind == "ps" else [kind, "ls", "-q"]
-            left = engine.docker(*args, "--filter", label).stdout.split()
+            listing = ["ps", "-aq"] if kind == "ps" else [kind, "ls", "-q"]
+            left = engine.docker(*listing, "--filter", label).stdout.split()
             assert not left, f"left after down -v: {kind} {left}"
 
     with steps.step("k8s pods' containers as the manifests say"):
@@ -411,15 +418,15 @@ def build_standins(
     return standins
 
 
-def torch_dir(engine: Engine, work: Path, logs: Path) -> Path:
+def torch_dir(engine: Engine, build: Build, work: Path, logs: Path) -> Path:
     """The torch wheel the training image's Dockerfile pins, for the stand-in's Python."""
-    dockerfile = (ROOT / IMAGES["fieldserve:train"]).read_text()
+    dockerfile = build.dockerfile.read_text()
     (version,) = [
         line.split("=", 1)[1].strip()
         for line in dockerfile.splitlines()
         if line.startswith("ARG TORCH_VERSION=")
     ]
-    (python_image,) = dockerfile_bases(ROOT / IMAGES["fieldserve:train"])
+    (python_image,) = dockerfile_bases(build.dockerfile)
     done = engine.docker(
         "run",
         "--rm",
@@ -506,6 +513,7 @@ def check_train(
         "--profile",
         "train",
         "run",
+        "-T",
         "--rm",
         "-v",
         f"{config}:/app/configs/deploy-test.yaml:ro",
@@ -540,6 +548,7 @@ def check_train(
             "--profile",
             "train",
             "run",
+            "-T",
             "--rm",
             "--entrypoint",
             "python",
