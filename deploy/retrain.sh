@@ -1,6 +1,8 @@
 #!/bin/sh
-# Retrain a model from its config, export a new version into the model repository, and tell
-# the API to load it. The train service of docker-compose.yml runs this:
+# Retrain a model from its config, export a new version into the model repository, promote it
+# when its held-out error is no worse than the served version's, and tell the API to load it.
+# A version that is worse stays a candidate (served by its number only) and the job exits 1.
+# The train service of docker-compose.yml runs this:
 #
 #   docker compose --profile train run --rm train [CONFIG [extra `train` options...]]
 #
@@ -28,12 +30,20 @@ esac
 echo "retrain: $name ($config)"
 "$python" -m training generate "$task" --config "$config"   # resumes; a complete split is kept
 "$python" -m training train --config "$config" "$@"          # resumes from runs/<name>
-version_dir=$("$python" -m training export --run "runs/$name" --out "$models" | tail -n 1)
+# Not piped into tail: under `sh -e` a failed export in a pipeline would go unnoticed.
+exported=$("$python" -m training export --run "runs/$name" --out "$models")
+version_dir=$(printf '%s\n' "$exported" | tail -n 1)
 echo "retrain: exported $version_dir"
+promoted=yes
+if ! "$python" -m training promote "$version_dir"; then
+  promoted=no
+  echo "retrain: $version_dir stays a candidate; promote it by hand (--force) if it should serve" >&2
+fi
 
 if [ -z "$api" ]; then
   echo "retrain: FIELDSERVE_API_URL is empty; not reloading"
-  exit 0
+  [ "$promoted" = yes ]
+  exit
 fi
 # POST /v1/admin/reload (curl -X POST $api/v1/admin/reload) to every replica behind the name
 # (with --scale api=N, Docker's DNS answers `api` with one address per replica), with the
@@ -67,3 +77,4 @@ for address in addresses:
 if failed:
     sys.exit(f"retrain: the model is exported, but {failed} replica(s) did not reload")
 PY
+[ "$promoted" = yes ]
