@@ -51,6 +51,8 @@ typecheck: install-dev
 	$(PY) -m mypy
 
 # Retrain and export the shipped models (see README: "Training"; each manifest records its command).
+# Each export is a candidate where the model already has a version: `python -m training promote
+# models/<name>/<v>` makes it the served latest (README: "Promotion").
 models: install-dev
 	$(PY) -m training generate acoustics --config configs/acoustics-room-2d.yaml
 	$(PY) -m training train --config configs/acoustics-room-2d.yaml
