@@ -109,10 +109,27 @@ class Sized:
     call: Call
     request_mb: float
 
+    @property
+    def route(self) -> str:
+        """ "v2" (the Open Inference Protocol) or "domain" (/v1/models/...)."""
+        return "v2" if self.call.path.startswith("/v2/") else "domain"
 
-def oversized_calls(traffic: FieldTraffic, scale: float) -> Iterator[Sized]:
-    """The issue's requests; `scale` < 1 sends the smaller ones it also names."""
-    limit = max_response_bytes()
+
+# Below scale 1 the requests are the issue's smaller ones, and the answer limit shrinks with
+# them (the service is started with it), so that they still run into it.
+SMALL_RESPONSE_LIMIT = 8 * 1024 * 1024
+
+
+def response_limit(scale: float) -> int:
+    return max_response_bytes() if scale >= 1.0 else SMALL_RESPONSE_LIMIT
+
+
+def oversized_calls(
+    traffic: FieldTraffic, scale: float, airfoil: str | None = None
+) -> Iterator[Sized]:
+    """The issue's requests; `scale` < 1 sends the smaller ones it also names. An answer may
+    be no larger than `response_limit(scale)`."""
+    limit = response_limit(scale)
     m = traffic.name
     s_in, p_in = traffic.inputs
     dim = traffic.domain.dim
@@ -164,7 +181,7 @@ def oversized_calls(traffic: FieldTraffic, scale: float) -> Iterator[Sized]:
     )
     yield sized(f"predict 1 receiver x {n:,} times", f"/v1/models/{m}/predict", body)
 
-    side = 1414 if big else 700
+    side = 1414 if big else 500
     body = orjson.dumps(
         {
             "source": traffic.pool[0],
@@ -174,6 +191,16 @@ def oversized_calls(traffic: FieldTraffic, scale: float) -> Iterator[Sized]:
         option=orjson.OPT_SERIALIZE_NUMPY,
     )
     yield sized(f"predict grid {side} x {side} x 1 time", f"/v1/models/{m}/predict", body)
+
+    if airfoil is not None:
+        body = orjson.dumps(
+            {
+                "geometry": {"naca": "2412"},
+                "conditions": {"aoa_deg": 4.0, "speed": 1.0},
+                "query": {"grid": {"nx": side, "ny": side, "bounds": [[-0.5, 1.5], [-0.75, 0.75]]}},
+            }
+        )
+        yield sized(f"airfoil grid {side} x {side}", f"/v1/models/{airfoil}/predict", body)
 
 
 def cache_mb(conn: Connection) -> float | None:
