@@ -43,14 +43,15 @@ class Serving:
     settings: Settings
     cache: Cache
 
-    @property
-    def limits(self) -> Limits:
+    def limits(self, binary: bool = False) -> Limits:
         s = self.settings
-        return Limits(s.max_points, s.max_response_bytes, s.max_work_bytes)
+        return Limits(s.max_points, s.max_response_bytes, s.max_work_bytes, binary)
 
-    def context(self, model: ModelVersion) -> PredictContext:
-        """What a predictor gets for one request: the limits and this version's factor cache."""
-        return PredictContext(self.limits, FactorCache(self.cache, model.name, str(model.version)))
+    def context(self, model: ModelVersion, binary: bool = False) -> PredictContext:
+        """What a predictor gets for one request: the limits (for an answer sent as raw arrays
+        when `binary`, else JSON) and this version's factor cache."""
+        factors = FactorCache(self.cache, model.name, str(model.version))
+        return PredictContext(self.limits(binary), factors)
 
 
 async def get_serving(request: Request) -> Serving:

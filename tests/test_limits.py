@@ -105,3 +105,27 @@ def test_runs_in_chunks_give_the_values_of_one_run(tiny_acoustic: Any) -> None:
         head = json.loads(r.content[: int(r.headers["inference-header-content-length"])])
         assert head["outputs"][0]["shape"] == list(want.shape)
         np.testing.assert_allclose(read_binary(r)["coefficients"], want, rtol=1e-6, atol=1e-6)
+
+
+def test_a_domain_answer_is_bounded_as_it_will_be_sent(
+    client: TestClient, tiny_acoustic: Any, width: int
+) -> None:
+    """A receiver grid whose JSON answer (pressure, receivers, grid index) would pass the
+    limit: refused before anything runs, naming receivers; the same as raw arrays fits."""
+    limit = SOURCES * width * 8
+    n = limit // (16 + 24 * (tiny_acoustic.dim + 1)) + 50  # over the limit as JSON only
+    side = int(np.ceil(n ** (1 / tiny_acoustic.dim)))
+    grid = dict(zip(("nx", "ny", "nz"), [side] * tiny_acoustic.dim, strict=False))
+    body = {
+        "source": sources(tiny_acoustic, 1)[0].tolist(),
+        "receivers": {"grid": grid},
+        "times": [0.001],
+    }
+    url = f"/v1/models/{tiny_acoustic.name}/predict"
+    before = graph_runs(client)
+    r = client.post(url, json=body)
+    assert r.status_code == 422 and r.json()["field"] == "receivers", r.text
+    assert "FIELDSERVE_MAX_RESPONSE_BYTES" in r.json()["error"]
+    assert graph_runs(client) == before
+    r = client.post(url, json=body, headers={"Accept": "application/x-fieldserve-arrays"})
+    assert r.status_code == 200, r.text

@@ -31,6 +31,22 @@ class Limits:
     max_points: int
     max_response_bytes: int = 64 * 1024 * 1024
     max_work_bytes: int = 256 * 1024 * 1024
+    binary: bool = False  # the answer goes out as raw arrays (else JSON text)
+
+    def check_answer(self, float32: int, float64: int, field: str) -> None:
+        """422 naming `field`, before anything is computed, when an answer of this many values
+        would pass max_response_bytes as it will be sent (JSON text takes at most 16 bytes for
+        a float32, "-3.4028235e+38,", and 24 for a float64)."""
+        size = 4 * float32 + 8 * float64 if self.binary else 16 * float32 + 24 * float64
+        if size > self.max_response_bytes:
+            raise InvalidInputError(
+                f"the answer would take up to {size / 1e6:.1f} MB "
+                f"({'binary' if self.binary else 'JSON'}), more than the limit of "
+                f"{self.max_response_bytes / 1e6:.1f} MB (FIELDSERVE_MAX_RESPONSE_BYTES); "
+                "ask for fewer points"
+                + ("" if self.binary else " or for the binary answer (Accept, see README)"),
+                field,
+            )
 
 
 @dataclass(frozen=True)

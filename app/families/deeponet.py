@@ -115,6 +115,9 @@ class AcousticDeepONet:
                 "receivers",
             )
         notices += self.domain.check_times(times)
+        n_rec = receivers.shape[0]
+        gridded = n_rec * (self.domain.dim + 1) if grid is not None else 0  # points, index
+        limits.check_answer(n_points, gridded + times.size, _larger(n_rec, times.size))
 
         points = space_time_points(receivers, times)
         pressure, cache = await self._field(source[None, :].astype(np.float32), points, ctx)
@@ -328,6 +331,11 @@ class AcousticDeepONet:
             basis = self.trunk.run_one(points[rows], release=last)
             out[:, rows] = compose(basis, coefficients)
         return out
+
+
+def _larger(n_receivers: int, n_times: int) -> str:
+    """The request field that makes an answer big."""
+    return "receivers" if n_receivers >= n_times else "times"
 
 
 def chunks(n: int) -> Iterator[tuple[slice, bool]]:

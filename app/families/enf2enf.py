@@ -163,8 +163,12 @@ class AirfoilEnf2Enf:
                     f"query.points: {len(points)} points, more than the limit of {max_points}",
                     "query",
                 )
+            ctx.limits.check_answer(len(points) * len(self.field_names), 0, "query")
         else:
+            n = query.grid.nx * query.grid.ny
             self.domain.grid_counts(query.grid.nx, query.grid.ny, max_points)
+            # Each kept grid point also comes back with its coordinates and its index.
+            ctx.limits.check_answer(n * len(self.field_names), 3 * n, "query")
 
         geometry = await self._geometry(request.geometry, ctx)
         notices += geometry.notices

@@ -207,11 +207,13 @@ async def _predict(model: ModelVersion, request: Request, serving: Serving) -> R
 
     async def compute() -> Prediction:
         payload = _payload(body)
-        return await model.predictor.predict(payload, serving.context(model))
+        return await model.predictor.predict(payload, serving.context(model, fmt != "json"))
 
     version = str(model.version)
     # The whole answer is cached under the body's hash; the salt holds what else it depends on.
-    salt = f"{model.fingerprint}:{serving.settings.max_points}"
+    # The format is in it too: an answer let through as binary may be too big as JSON.
+    settings = serving.settings
+    salt = f"{model.fingerprint}:{settings.max_points}:{settings.max_response_bytes}:{fmt}"
     prediction = await cached_prediction(serving.cache, model.name, version, salt, body, compute)
     request.state.cache = prediction.cache
     return render(prediction, {"model": model.name, "version": version}, fmt)

@@ -3,8 +3,6 @@ presenting a key. Answered 4xx (or right), never 5xx, never dropped, never with 
 
 from __future__ import annotations
 
-import pytest
-
 from benchmarks import chaos
 from benchmarks.chaos import Lab
 from benchmarks.hostile import GROUPS
@@ -20,16 +18,6 @@ def test_v2_requests_for_gigabytes_stay_bounded(lab: Lab) -> None:
     assert_clean(chaos.oversized_requests(lab, ["v2"]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app bug: FIELDSERVE_MAX_RESPONSE_BYTES bounds only the V2 routes "
-    "(app/v2/catalog.py); a domain answer is not checked against it. With the default 64 MiB, "
-    "POST /v1/models/acoustics-room-2d/predict {source: [0.8, 1.1], receivers: {grid: {nx: "
-    "1414, ny: 1414}}, times: {start: 0, stop: 0, num: 1}} answers 200 with 102.9 MB of JSON, "
-    "and POST /v1/models/airfoil-enf2enf/predict with a 1414 x 1414 query grid answers 200 "
-    "with more than 64 MiB after 72 s at 1.37 GB resident; here, with the limit at 8 MiB, "
-    "500 x 500 grids (acoustic, airfoil) and 1 receiver x 500,000 times answer 200 with more",
-)
 def test_domain_requests_for_gigabytes_stay_bounded(lab: Lab) -> None:
     assert_clean(chaos.oversized_requests(lab, ["domain"]))
 
