@@ -3,8 +3,10 @@ means)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
@@ -211,12 +213,29 @@ async def _predict(model: ModelVersion, request: Request, serving: Serving) -> R
 
     version = str(model.version)
     # The whole answer is cached under the body's hash; the salt holds what else it depends on.
-    # The format is in it too: an answer let through as binary may be too big as JSON.
-    settings = serving.settings
-    salt = f"{model.fingerprint}:{settings.max_points}:{settings.max_response_bytes}:{fmt}"
+    salt = f"{model.fingerprint}:{serving.settings.max_points}"
     prediction = await cached_prediction(serving.cache, model.name, version, salt, body, compute)
     request.state.cache = prediction.cache
+    if fmt == "json":
+        # A whole answer computed for a binary request may be too big as JSON.
+        n32, n64 = _values(prediction.fields)
+        serving.limits().check_answer(n32, n64, "accept")
     return render(prediction, {"model": model.name, "version": version}, fmt)
+
+
+def _values(fields: Mapping[str, Any]) -> tuple[int, int]:
+    """(float32 values, other array values) in an answer's fields, nested ones included."""
+    n32 = n64 = 0
+    for value in fields.values():
+        if isinstance(value, Mapping):
+            a, b = _values(value)
+            n32, n64 = n32 + a, n64 + b
+        elif isinstance(value, np.ndarray):
+            if value.dtype == np.float32:
+                n32 += value.size
+            else:
+                n64 += value.size
+    return n32, n64
 
 
 async def _impulse(model: ModelVersion, request: Request, serving: Serving) -> Response:
