@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from benchmarks.server import ROOT
 from benchmarks.tally import CORRECT, Tally, Verdict
 
@@ -108,6 +106,8 @@ class TinyRun:
         return self.root / "training.log"
 
     def prepare(self) -> None:
+        import yaml  # the train extra, as for everything this module drives
+
         self.root.mkdir(parents=True, exist_ok=True)
         self.config.write_text(yaml.safe_dump(tiny_config(self.steps)))
         if not (self.data / "DONE").exists():
