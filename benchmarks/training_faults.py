@@ -168,11 +168,15 @@ def killed_training(tiny: TinyRun, kills: int, tally: Tally, rng: random.Random)
         return
     tally.add("train straight", CORRECT)
     killed_at: list[int] = []
-    for _ in range(kills):
+    for i in range(kills):
         start = _step_before(resumed)
         if start >= tiny.steps:
             break
-        target = rng.randint(start + 1, tiny.steps - 1) if start + 1 < tiny.steps else tiny.steps
+        # The i-th kill lands in the i-th slice of the run, so kills spread from early to late
+        # (each resumed run starts again from its last checkpoint, before the kill).
+        lo = max(start + 1, i * tiny.steps // kills + 1)
+        hi = max(lo, min(tiny.steps - 1, (i + 1) * tiny.steps // kills))
+        target = rng.randint(lo, hi)
         offset = tiny.log.stat().st_size
         process = _training(tiny.train_args(resumed), tiny.log)
         deadline = time.monotonic() + 600
