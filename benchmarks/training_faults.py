@@ -23,44 +23,17 @@ from typing import Any
 
 from benchmarks.server import ROOT
 from benchmarks.tally import CORRECT, Tally, Verdict
+from training.tiny import tiny_acoustic_config
 
 _PROGRESS = re.compile(rb"(\d+)/(\d+) \[")
 
 
 def tiny_config(steps: int) -> dict[str, Any]:
-    """The tests' tiny 2-D acoustic run (seconds to generate, train and export)."""
-    return {
-        "family": "deeponet",
-        "dataset": {
-            "name": "chaos-acoustics-2d",
-            "room": {"shape": "l_shape", "size": [1.2, 1.0], "cut": [0.4, 0.4]},
-            "physics": {"fmax": 500.0, "absorption": 0.2},
-            "solver": {"points_per_wavelength": 8, "dtype": "float32", "batch": 8},
-            "output": {"t_max": 0.006, "dt": 0.0005, "receiver_spacing": 0.1},
-            "sources": {
-                "region": {"lo": [0.3, 0.3], "hi": [0.9, 0.7]},
-                "wall_margin": 0.25,
-                "train_spacing": 0.5,
-                "n_val": 2,
-                "n_test": 3,
-                "seed": 1,
-            },
-        },
-        "model": {
-            "branch_width": 16,
-            "branch_depth": 2,
-            "trunk_width": 16,
-            "trunk_depth": 2,
-            "n_basis": 8,
-        },
-        "train": {
-            "steps": steps,
-            "batch_sources": 4,
-            "batch_points": 64,
-            "val_every": max(1, steps // 8),
-            "checkpoint_every": max(1, steps // 10),
-        },
-    }
+    """The tests' tiny 2-D acoustic run (seconds to generate, train and export), checkpointed
+    often so that a kill lands between checkpoints."""
+    config = tiny_acoustic_config(2, "chaos-acoustics-2d", steps)
+    config["train"] |= {"val_every": max(1, steps // 8), "checkpoint_every": max(1, steps // 10)}
+    return config
 
 
 def _training(args: list[str], log: Path) -> subprocess.Popen[bytes]:

@@ -61,6 +61,7 @@ from tests.helpers_docker import (
     standin_for,
     torch_wheel,
 )
+from training.tiny import tiny_acoustic_config
 
 pytestmark = pytest.mark.deploy
 
@@ -79,38 +80,7 @@ IMAGES = ("fieldserve:cpu", "fieldserve:gpu", "fieldserve:train")
 def tiny_config() -> dict[str, Any]:
     """A retraining of acoustics-room-2d small enough for seconds on two cores: a 1.2 x 1.0 m
     room, 20 steps. Its export is the model's next version in the shared volume."""
-    return {
-        "family": "deeponet",
-        "dataset": {
-            "name": MODEL,
-            "room": {"shape": "l_shape", "size": [1.2, 1.0], "cut": [0.4, 0.4]},
-            "physics": {"fmax": 500.0, "absorption": 0.2},
-            "solver": {"points_per_wavelength": 8, "dtype": "float32", "batch": 8},
-            "output": {"t_max": 0.006, "dt": 0.0005, "receiver_spacing": 0.1},
-            "sources": {
-                "region": {"lo": [0.3, 0.3], "hi": [0.9, 0.7]},
-                "wall_margin": 0.25,
-                "train_spacing": 0.5,
-                "n_val": 2,
-                "n_test": 3,
-                "seed": 1,
-            },
-        },
-        "model": {
-            "branch_width": 16,
-            "branch_depth": 2,
-            "trunk_width": 16,
-            "trunk_depth": 2,
-            "n_basis": 8,
-        },
-        "train": {
-            "steps": 20,
-            "batch_sources": 4,
-            "batch_points": 64,
-            "val_every": 10,
-            "checkpoint_every": 10,
-        },
-    }
+    return tiny_acoustic_config(2, MODEL)
 
 
 TINY_REQUEST = {"source": [0.5, 0.5], "receivers": [[0.35, 0.3], [0.6, 0.4]], "times": [0.002]}
