@@ -119,12 +119,19 @@ def _dotted(parts: Sequence[int | str]) -> str:
     return out
 
 
+# Problems listed in an error's details: a 3 MB body with 200,000 unknown keys was answered
+# with 11.7 MB of details, one per key.
+MAX_DETAILS = 20
+
+
 def _validation_error(errors: Sequence[Any], skip: int = 0) -> InvalidInputError:
     """pydantic-style errors -> one 422 whose `field` is the first offending top-level key."""
-    located = [(_parts(e["loc"][skip:]), str(e["msg"])) for e in errors]
+    located = [(_parts(e["loc"][skip:]), str(e["msg"])) for e in errors[:MAX_DETAILS]]
     details = [{"loc": _dotted(parts) or "body", "error": msg} for parts, msg in located]
     if not located:
         return InvalidInputError("invalid request", "body")
+    if len(errors) > MAX_DETAILS:
+        details.append({"loc": "body", "error": f"and {len(errors) - MAX_DETAILS} more problems"})
     parts, _ = located[0]
     field = str(parts[0]) if parts else "body"
     return InvalidInputError(f"{details[0]['loc']}: {details[0]['error']}", field, details)

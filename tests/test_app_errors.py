@@ -284,3 +284,16 @@ def test_an_unexpected_error_is_500_in_the_error_shape_with_the_request_id(
     assert r.headers["x-request-id"] == "abc123"
     logged = [rec for rec in caplog.records if rec.getMessage() == "unhandled error"]
     assert logged and logged[0].exc_info is not None
+
+
+def test_an_error_lists_a_bounded_number_of_problems(
+    tiny_acoustic: Any, domain: dict[str, Any]
+) -> None:
+    """200,000 unknown keys: the answer names the first and counts the rest, it does not grow
+    with the body."""
+    body = {**good_body(domain), **{f"k{i}": i for i in range(200_000)}}
+    with TestClient(create_app(Settings(model_dir=tiny_acoustic.models))) as c:
+        r = c.post(f"/v1/models/{tiny_acoustic.name}/predict", json=body)
+    details = expect(r, 422, "k0")["details"]
+    assert len(details) == 21 and details[-1]["error"] == "and 199980 more problems"
+    assert len(r.content) < 5_000
