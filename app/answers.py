@@ -21,6 +21,7 @@ from app.bundle import Bundle, join, split
 from app.cache.factors import hash_off_loop
 from app.cache.keys import cache_key
 from app.cache.store import Cache
+from app.codecs import decode_json
 from app.families import Inference, Notice, Prediction
 from app.runtime import run_blocking
 
@@ -84,18 +85,20 @@ async def _whole(
         return await compute()
 
 
-def canonical(body: bytes) -> bytes:
-    """The JSON body with sorted keys and no spacing; a body that is not JSON stays as it is
-    (computing its answer refuses it)."""
+def parse(body: bytes) -> tuple[Any, bytes]:
+    """The JSON body, parsed once, and its canonical form (sorted keys, no spacing) for the
+    whole-answer key. A body only the stdlib reads (NaN, Infinity: orjson refuses them and
+    would write them back as null) keeps its own bytes as its form. Raises JsonDecodeError."""
     try:
-        return orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
+        payload = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return body
+        return decode_json(body), body
+    return payload, orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
 
 
-async def canonical_off_loop(body: bytes) -> bytes:
+async def parse_off_loop(body: bytes) -> tuple[Any, bytes]:
     # orjson parses near 1 GB/s: a body of megabytes is parsed in a worker thread.
-    return await run_blocking(canonical, body) if len(body) > _OFF_LOOP_BYTES else canonical(body)
+    return await run_blocking(parse, body) if len(body) > _OFF_LOOP_BYTES else parse(body)
 
 
 async def cached_prediction(
@@ -103,11 +106,12 @@ async def cached_prediction(
     model: str,
     version: str,
     salt: str,
-    body: bytes,
+    canonical: bytes,
     compute: Callable[[], Awaitable[Prediction]],
 ) -> Prediction:
-    """A domain route's answer for this body, whole from the cache or computed and stored."""
-    ident = await hash_off_loop(salt, data=await canonical_off_loop(body))
+    """A domain route's answer for this body (its canonical form, see `parse`), whole from the
+    cache or computed and stored."""
+    ident = await hash_off_loop(salt, data=canonical)
     return await _whole(cache, model, version, ident, compute, _to_bundle, _from_bundle)
 
 

@@ -24,6 +24,12 @@ from app.runtime import Graph
 CacheState = Literal["hit", "partial", "miss"]
 
 
+# Bytes a value takes as JSON text: at most 16 for a float32 ("-3.4028235e+38,"); 24 for the
+# float64 coordinates and times an answer echoes (about 20 written, an index fewer).
+JSON_FLOAT32_BYTES = 16
+JSON_FLOAT64_BYTES = 24
+
+
 @dataclass(frozen=True)
 class Limits:
     """Per-request limits from the settings, passed in so predictors stay settings-free."""
@@ -35,9 +41,12 @@ class Limits:
 
     def check_answer(self, float32: int, float64: int, field: str) -> None:
         """422 naming `field`, before anything is computed, when an answer of this many values
-        would pass max_response_bytes as it will be sent (JSON text takes at most 16 bytes for
-        a float32, "-3.4028235e+38,", and 24 for a float64)."""
-        size = 4 * float32 + 8 * float64 if self.binary else 16 * float32 + 24 * float64
+        would pass max_response_bytes as it will be sent (raw arrays, or JSON text)."""
+        size = (
+            4 * float32 + 8 * float64
+            if self.binary
+            else JSON_FLOAT32_BYTES * float32 + JSON_FLOAT64_BYTES * float64
+        )
         if size > self.max_response_bytes:
             raise InvalidInputError(
                 f"the answer would take up to {size / 1e6:.1f} MB "

@@ -10,9 +10,9 @@ import numpy as np
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.answers import cached_prediction
+from app.answers import cached_prediction, parse_off_loop
 from app.bundle import MEDIA_TYPE
-from app.codecs import JsonDecodeError, decode_json
+from app.codecs import JsonDecodeError
 from app.deps import Serving, ServingDep, SnapshotDep
 from app.errors import BadRequestError, NotFoundError
 from app.families import GeometryEncoder, Prediction
@@ -179,11 +179,12 @@ async def impulse_version(
     return await _impulse(serving.snapshot.get(name, version), request, serving)
 
 
-def _payload(body: bytes) -> Any:
-    # Read raw rather than as a pydantic body parameter: which schema applies depends on
-    # the model's family, and big arrays go to numpy without a per-float pydantic pass.
+async def _parsed(body: bytes) -> tuple[Any, bytes]:
+    """(payload, canonical form). Read raw rather than as a pydantic body parameter: which
+    schema applies depends on the model's family, and big arrays go to numpy without a
+    per-float pydantic pass."""
     try:
-        return decode_json(body)
+        return await parse_off_loop(body)
     except JsonDecodeError as exc:
         raise BadRequestError(f"the request body is not valid JSON: {exc}", "body") from None
 
@@ -197,7 +198,7 @@ async def _geometries(model: ModelVersion, request: Request, serving: Serving) -
             "geometries are for enf2enf models",
             "model",
         )
-    payload = _payload(await request.body())
+    payload, _ = await _parsed(await request.body())
     prediction = await predictor.encode_geometry(payload, serving.context(model))
     request.state.cache = prediction.cache
     return render(prediction, {"model": model.name, "version": str(model.version)}, fmt)
@@ -205,16 +206,17 @@ async def _geometries(model: ModelVersion, request: Request, serving: Serving) -
 
 async def _predict(model: ModelVersion, request: Request, serving: Serving) -> Response:
     fmt = negotiate(request.headers.get("accept"))  # before any work: a 406 costs nothing
-    body = await request.body()
+    payload, canonical = await _parsed(await request.body())
 
     async def compute() -> Prediction:
-        payload = _payload(body)
         return await model.predictor.predict(payload, serving.context(model, fmt != "json"))
 
     version = str(model.version)
     # The whole answer is cached under the body's hash; the salt holds what else it depends on.
     salt = f"{model.fingerprint}:{serving.settings.max_points}"
-    prediction = await cached_prediction(serving.cache, model.name, version, salt, body, compute)
+    prediction = await cached_prediction(
+        serving.cache, model.name, version, salt, canonical, compute
+    )
     request.state.cache = prediction.cache
     if fmt == "json":
         # A whole answer computed for a binary request may be too big as JSON.
@@ -247,16 +249,18 @@ async def _impulse(model: ModelVersion, request: Request, serving: Serving) -> R
             "responses; they are for acoustic models",
             "model",
         )
-    body = await request.body()
+    payload, canonical = await _parsed(await request.body())
 
     async def compute() -> Prediction:
-        return await predictor.impulse_response(_payload(body), serving.context(model))
+        return await predictor.impulse_response(payload, serving.context(model))
 
     version = str(model.version)
     # The same body means the same answer, whatever the format asked: one cache entry, kept
     # apart from /predict's by the salt.
     salt = f"{model.fingerprint}:{serving.settings.max_points}:impulse-response"
-    prediction = await cached_prediction(serving.cache, model.name, version, salt, body, compute)
+    prediction = await cached_prediction(
+        serving.cache, model.name, version, salt, canonical, compute
+    )
     request.state.cache = prediction.cache
     extra = {"model": model.name, "version": version}
     if fmt == "wav":

@@ -10,6 +10,7 @@ from numpy.typing import NDArray
 
 from app.errors import BadRequestError, InvalidInputError, NotFoundError
 from app.families import Cost, Limits
+from app.families.base import JSON_FLOAT32_BYTES
 from app.manifest import TensorSpec
 from app.repository import ModelVersion, Snapshot
 from app.v2.datatypes import v2_datatype
@@ -139,11 +140,6 @@ def selected(
     return [(r.name, default_binary if r.binary is None else r.binary) for r in requested]
 
 
-# Bytes of one float32 as sent: binary, or JSON text at most ("-3.4028235e+38," is 16).
-_BINARY_BYTES = 4
-_JSON_BYTES = 16
-
-
 def refuse_oversized(
     v2: V2Model,
     cost: Cost,
@@ -155,9 +151,7 @@ def refuse_oversized(
     a 16 MB body can ask for gigabytes (500,000 sources x 101 coefficients as JSON)."""
     largest = max(inputs, key=lambda n: inputs[n].size)
     field = f"inputs.{largest}"
-    answer = sum(
-        cost.values[n] * (_BINARY_BYTES if binary else _JSON_BYTES) for n, binary in wanted
-    )
+    answer = sum(cost.values[n] * (4 if binary else JSON_FLOAT32_BYTES) for n, binary in wanted)
     if answer > limits.max_response_bytes:
         raise InvalidInputError(
             f"{v2.name}: the answer would take up to {_mb(answer)} "
