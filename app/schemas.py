@@ -175,19 +175,61 @@ class PointsQuery(_Strict):
     points: PlanePoints = Field(description="Query points [[x, y], ...], chords.")
 
 
+Query = Annotated[
+    Annotated[PointsQuery, Tag("#points")] | Annotated[GridQuery, Tag("#grid")],
+    Discriminator(
+        _by_key({"points": "#points", "grid": "#grid"}),
+        custom_error_type="query_type",
+        custom_error_message='must be {"points": [[x, y], ...]} or {"grid": {"nx":, "ny":}}',
+    ),
+]
+
+
 class FlowRequest(_Strict):
+    """An airfoil model's request (task airfoil-flow)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
     geometry: Geometry
     conditions: FlowConditions
-    query: Annotated[
-        Annotated[PointsQuery, Tag("#points")] | Annotated[GridQuery, Tag("#grid")],
-        Discriminator(
-            _by_key({"points": "#points", "grid": "#grid"}),
-            custom_error_type="query_type",
-            custom_error_message='must be {"points": [[x, y], ...]} or {"grid": {"nx":, "ny":}}',
-        ),
-    ]
+    query: Query
+
+
+# A condition's value: a number (not "1.5", not true). NaN and infinity pass here and are
+# refused by the family, naming the condition (`conditions.load`).
+ConditionValue = Annotated[float, Field(strict=True)]
+ConditionName = Annotated[StrictStr, Field(min_length=1, max_length=64)]
+# More conditions than any model takes are refused without reading them one by one.
+MAX_CONDITIONS = 64
+
+
+class FieldsRequest(_Strict):
+    """A generic enf2enf model's request (task geometry-fields): conditions by the names in
+    the manifest's domain.conditions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    geometry: Geometry
+    conditions: dict[ConditionName, ConditionValue] = Field(
+        max_length=MAX_CONDITIONS,
+        description="The model's conditions by name (its domain.conditions, e.g. "
+        '{"load": 50000.0}): every one, no other.',
+    )
+    query: Query
+
+
+class GeometryPredictRequest(_Strict):
+    """For the OpenAPI page only: an enf2enf request, airfoil or generic (the model's task
+    decides which conditions apply: FlowRequest or FieldsRequest)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    geometry: Geometry
+    conditions: FlowConditions | dict[ConditionName, ConditionValue] = Field(
+        description='airfoil-flow: {"aoa_deg", "speed"}; geometry-fields: the model\'s '
+        'domain.conditions by name, e.g. {"load": 50000.0}.'
+    )
+    query: Query
 
 
 class GeometryRequest(_Strict):
@@ -264,6 +306,22 @@ class FlowResponse(BaseModel):
     """For the OpenAPI page: the route writes this shape straight from numpy with orjson."""
 
     fields: FlowFields = Field(description="u, v (free-stream speed units) and cp per point.")
+    geometry_id: str
+    points: list[list[float]] | None = Field(None, description="Only when a grid was asked.")
+    grid: FlowGridBody | None = None
+    model: str
+    version: str
+    cache: Literal["hit", "partial", "miss"]
+    warnings: list[WarningBody]
+
+
+class FieldsResponse(BaseModel):
+    """For the OpenAPI page: a generic enf2enf answer (task geometry-fields)."""
+
+    fields: dict[str, list[float]] = Field(
+        description="One array per field the manifest names (e.g. von_mises, ux, uy), one value "
+        "per point, in the manifest's field_units."
+    )
     geometry_id: str
     points: list[list[float]] | None = Field(None, description="Only when a grid was asked.")
     grid: FlowGridBody | None = None

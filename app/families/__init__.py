@@ -18,13 +18,13 @@ from app.families.base import (
     Signature,
 )
 from app.families.deeponet import AcousticDeepONet
-from app.families.enf2enf import AirfoilEnf2Enf
+from app.families.enf2enf import Enf2Enf
 from app.manifest import Manifest
 from app.runtime import Graph
 
 FAMILIES: Mapping[str, Family] = {
     "deeponet": Family("deeponet", {"acoustics": AcousticDeepONet.load}),
-    "enf2enf": Family("enf2enf", {"airfoil-flow": AirfoilEnf2Enf.load}),
+    "enf2enf": Family("enf2enf", {"airfoil-flow": Enf2Enf.load, "geometry-fields": Enf2Enf.load}),
 }
 
 

@@ -1,8 +1,14 @@
-"""enf2enf (Catalani et al., 2025): steady airfoil flow from a geometry encoder and a decoder.
+"""enf2enf (Catalani et al., 2025): steady fields around a geometry from a geometry encoder and a
+decoder conditioned on global parameters.
 
     points, sdf = encoder_points(polylines, n_encoder, box, seed)   geometry.airfoils
     latents     = encoder(points, sdf)                               (L, C) latent point cloud
-    fields      = decoder(latents, [aoa_deg, speed], query, signed_distance(query, polylines))
+    fields      = decoder(latents, conditions, query, signed_distance(query, polylines))
+
+One class serves every task: airfoil flow (task airfoil-flow: conditions [aoa_deg, speed], NACA
+sections, fields u, v, cp) and any other geometry model (task geometry-fields: the conditions,
+fields and domain its manifest names, e.g. a hyperelastic unit cell with a void: [load] ->
+von_mises, ux, uy). What differs lives in the domain (app/families/geometry_domain.py).
 
 The latents depend on the geometry only, so they go through the factor cache (kind `encoder`)
 keyed by the polylines: a second set of query points or other conditions on a known geometry
@@ -25,7 +31,6 @@ from numpy.typing import NDArray
 
 from app.bundle import Bundle
 from app.errors import InvalidInputError, ManifestError, NotFoundError
-from app.families.airfoil_domain import F64, AirfoilDomain, geometry_id
 from app.families.base import (
     CacheState,
     Cost,
@@ -36,9 +41,11 @@ from app.families.base import (
     Signature,
     refuse_non_finite,
 )
+from app.families.geometry_domain import AIRFOIL_TASK, F64, GeometryDomain, geometry_id
 from app.manifest import Manifest
 from app.runtime import Graph, run_blocking
 from app.schemas import (
+    FieldsRequest,
     FlowRequest,
     GeometryRef,
     GeometryRequest,
@@ -70,16 +77,23 @@ class Geometry:
     notices: tuple[Notice, ...]
 
 
-class AirfoilEnf2Enf:
+class Enf2Enf:
     def __init__(
         self,
         encoder: Graph,
         decoder: Graph,
-        domain: AirfoilDomain,
+        domain: GeometryDomain,
         signature: Signature,
         field_names: tuple[str, ...],
         encoder_output_shape: tuple[int, ...] = (),
+        task: str = AIRFOIL_TASK,
     ) -> None:
+        self.task = task
+        # An airfoil request names aoa_deg and speed in its schema; any other task takes the
+        # conditions its manifest names, checked by the domain.
+        self._request: type[FlowRequest] | type[FieldsRequest] = (
+            FlowRequest if task == AIRFOIL_TASK else FieldsRequest
+        )
         self.encoder = encoder
         self.encoder_output_shape = encoder_output_shape
         self.decoder = decoder
@@ -93,13 +107,13 @@ class AirfoilEnf2Enf:
         )
 
     @classmethod
-    def load(cls, manifest: Manifest, graphs: Mapping[str, Graph]) -> AirfoilEnf2Enf:
+    def load(cls, manifest: Manifest, graphs: Mapping[str, Graph]) -> Enf2Enf:
         missing = {"encoder", "decoder"} - set(graphs)
         if missing:
             raise ManifestError(
                 f"an enf2enf model needs graphs 'encoder' and 'decoder'; missing {sorted(missing)}"
             )
-        domain = AirfoilDomain.from_manifest(manifest.domain)
+        domain = GeometryDomain.from_manifest(manifest.domain, manifest.task)
         enc, dec = manifest.graphs["encoder"], manifest.graphs["decoder"]
         enc_in = tuple(t.name for t in enc.inputs)
         dec_in = tuple(t.name for t in dec.inputs)
@@ -120,8 +134,13 @@ class AirfoilEnf2Enf:
                 f"encoder output {[list(t.shape) for t in enc.outputs]} is not the decoder's "
                 f"latents {list(dec.inputs[0].shape)}"
             )
-        if dec.inputs[1].shape != (2,) or dec.inputs[2].shape[-1:] != (2,):
-            raise ManifestError("decoder conditions must be [2] and points [-1, 2]")
+        n_conditions = len(domain.conditions)
+        if dec.inputs[1].shape != (n_conditions,) or dec.inputs[2].shape[-1:] != (2,):
+            raise ManifestError(
+                f"decoder conditions must be [{n_conditions}] (domain.conditions "
+                f"{list(domain.condition_names)}) and points [-1, 2]; the manifest says "
+                f"{list(dec.inputs[1].shape)} and {list(dec.inputs[2].shape)}"
+            )
         names = _field_names(manifest)
         if dec.outputs[0].shape[-1:] != (len(names),):
             raise ManifestError(
@@ -137,7 +156,13 @@ class AirfoilEnf2Enf:
             outputs=(dec.outputs[0],),
         )
         return cls(
-            graphs["encoder"], graphs["decoder"], domain, signature, names, enc.outputs[0].shape
+            graphs["encoder"],
+            graphs["decoder"],
+            domain,
+            signature,
+            names,
+            enc.outputs[0].shape,
+            manifest.task,
         )
 
     @property
@@ -147,9 +172,10 @@ class AirfoilEnf2Enf:
     # -- domain routes -----------------------------------------------------------------------
 
     async def predict(self, payload: Any, ctx: PredictContext) -> Prediction:
-        request = validate_body(FlowRequest, payload)
+        request = validate_body(self._request, payload)
         c = request.conditions
-        conditions, notices = self.domain.conditions(c.aoa_deg, c.speed)
+        values = c if isinstance(c, dict) else {"aoa_deg": c.aoa_deg, "speed": c.speed}
+        conditions, notices = self.domain.condition_values(values)
         query = request.query
         max_points = ctx.limits.max_points
         if isinstance(query, PointsQuery):
@@ -198,7 +224,7 @@ class AirfoilEnf2Enf:
         out = await run_blocking(
             self.decode, latents, conditions, points.astype(np.float32), sdf.astype(np.float32)
         )
-        refuse_non_finite(out, "query", "the flow")
+        refuse_non_finite(out, "query", "the fields")
         fields = {
             "fields": {
                 name: np.ascontiguousarray(out[:, k]) for k, name in enumerate(self.field_names)
@@ -231,20 +257,19 @@ class AirfoilEnf2Enf:
         return Cost({name: fields}, 4 * (latents + fields))
 
     async def infer(self, inputs: Mapping[str, NDArray[Any]], ctx: PredictContext) -> Inference:
-        """encoder_points (M, 2), encoder_sdf (M,), conditions (2,), points (N, 2), sdf (N,)
-        -> fields (N, 3); the same policy as the domain route."""
+        """encoder_points (M, 2), encoder_sdf (M,), conditions (C,), points (N, 2), sdf (N,)
+        -> fields (N, F); the same policy as the domain route."""
         enc_points, enc_sdf, cond, points, sdf = (inputs[s.name] for s in self._signature.inputs)
-        conditions, notices = self.domain.conditions(
-            float(cond[0]), float(cond[1]), "inputs.conditions"
-        )
+        conditions, notices = self.domain.condition_vector(cond, "inputs.conditions")
         inside = sdf < 0.0
         if inside.any():
             first = int(np.argmax(inside))
             raise InvalidInputError(
                 f"{int(inside.sum())} point(s) have a negative signed distance (inside a body), "
-                f"the first points[{first}]; the flow there has no meaning",
+                f"the first points[{first}]; the field there has no meaning",
                 "inputs.sdf",
             )
+        self.domain.refuse_outside(points.astype(np.float64), "inputs.points")
         notices += self.domain.check_points(
             points.astype(np.float64), sdf.astype(np.float64), "inputs.points"
         )
@@ -350,7 +375,7 @@ class AirfoilEnf2Enf:
         return out
 
     def decode(self, latents: F32, conditions: F32, points: F32, sdf: F32) -> F32:
-        """(N, 3) fields, DECODER_CHUNK rows per run (each row depends on its point alone)."""
+        """(N, F) fields, DECODER_CHUNK rows per run (each row depends on its point alone)."""
 
         def run(rows: slice, release: bool | None = None) -> F32:
             values = (latents, conditions, points[rows], sdf[rows])

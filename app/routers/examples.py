@@ -1,7 +1,8 @@
 """Request examples for the OpenAPI page (what /docs offers to "try it out").
 
 Each one is answered 200 by a model of its kind whose room or box holds it: the shipped
-acoustics-room-2d and airfoil-enf2enf, and the tiny models the tests train. Sent to a model of
+acoustics-room-2d, airfoil-enf2enf and cell-elasticity (an enf2enf geometry-fields model: a
+unit cell with a void, condition `load`), and the tiny models the tests train. Sent to a model of
 another kind, it is refused 422 naming the field, as any request would be.
 """
 
@@ -42,6 +43,15 @@ PREDICT: dict[str, dict[str, Any]] = {
             "geometry": {"naca": "0012"},
             "conditions": {"aoa_deg": 2.0, "speed": 1.0},
             "query": {"grid": {"nx": 8, "ny": 4}},
+        },
+    },
+    "elasticity, points": {
+        "summary": "cell-elasticity: von Mises stress and displacement at two points of a unit "
+        "cell around a diamond-shaped void, under a 50 kPa load",
+        "value": {
+            "geometry": {"curves": [[[0.75, 0.5], [0.5, 0.75], [0.25, 0.5], [0.5, 0.25]]]},
+            "conditions": {"load": 50000.0},
+            "query": {"points": [[0.1, 0.1], [0.9, 0.5]]},
         },
     },
 }

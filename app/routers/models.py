@@ -24,8 +24,9 @@ from app.routers.responses import BODY, GUARDED, PARAMS, errors
 from app.schemas import (
     AcousticRequest,
     AcousticResponse,
-    FlowRequest,
+    FieldsResponse,
     FlowResponse,
+    GeometryPredictRequest,
     GeometryRequest,
     GeometryResponse,
     ImpulseRequest,
@@ -46,11 +47,12 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 _ERRORS = errors(*GUARDED, *BODY, 400, 404, 406, 422)
 _BINARY = {MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}
 # The body is read raw (see _predict), so its schema is declared here for the OpenAPI page:
-# which one applies depends on the model's family (acoustics: deeponet; airfoil flow: enf2enf).
+# which one applies depends on the model's family and task (acoustics: deeponet; a geometry:
+# enf2enf, whose conditions are aoa_deg and speed for airfoil-flow, else the manifest's).
 _PREDICT_DOC: dict[str, Any] = {
     "responses": {
         200: {
-            "model": AcousticResponse | FlowResponse,
+            "model": AcousticResponse | FlowResponse | FieldsResponse,
             "content": _BINARY,
             "description": f"JSON, or with `Accept: {MEDIA_TYPE}` the binary bundle (README).",
         },
@@ -62,7 +64,10 @@ _PREDICT_DOC: dict[str, Any] = {
             "content": {
                 "application/json": {
                     "schema": {
-                        "oneOf": [inline_schema(AcousticRequest), inline_schema(FlowRequest)]
+                        "oneOf": [
+                            inline_schema(AcousticRequest),
+                            inline_schema(GeometryPredictRequest),
+                        ]
                     },
                     "examples": examples.PREDICT,
                 }
