@@ -1,18 +1,16 @@
-"""Torch-free foundation shared by training/ and app/: rooms, scenes, grids, sampling (numpy
+"""Torch-free foundation shared by training/ and app/: rooms, scenes, airfoils, polylines,
+grids, sampling (numpy
 only)."""
 
-from geometry.airfoils import (
-    BOX,
+from geometry.airfoils import BOX, naca4, parse_naca, two_element
+from geometry.grids import grid_points, lattice_in_box
+from geometry.polylines import (
     check_polylines,
     encoder_points,
     field_points,
     inside,
-    naca4,
-    parse_naca,
     signed_distance,
-    two_element,
 )
-from geometry.grids import grid_points, lattice_in_box
 from geometry.rooms import Box, Room
 from geometry.scenes import AirRegion, Furniture, Scene, scene_from_spec
 from geometry.voxels import VoxelScene

@@ -81,6 +81,7 @@ def tiny_airfoil_config() -> dict[str, Any]:
     stage is the real one."""
     return {
         "family": "enf2enf",
+        "problem": "airfoils",
         "dataset": {
             "name": "tiny-airfoils",
             "n_train_single": 6,
@@ -101,6 +102,8 @@ def tiny_airfoil_config() -> dict[str, Any]:
             "enc_hidden": 8,
             "dec_hidden": 8,
             "out_width": 8,
+            "field_scale": [1, 1, -1],
+            "superposition": True,
         },
         "train": {
             "steps": 10,

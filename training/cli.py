@@ -16,19 +16,38 @@ from typing import Any
 import yaml
 
 from training import promotion
+from training.enf2enf import problems
 from training.common.config import ConfigError, from_dict, load_yaml
 from training.common.launch import Launch, is_main_process
 
-# Model family -> the task package that trains it. Each package has the same modules:
-# dataset (DatasetConfig, SPLITS, generate_split), train (TrainConfig, train),
-# evaluate (evaluate_model_dir) and export (export).
-FAMILIES = {"deeponet": "acoustics", "enf2enf": "airfoils"}
+# Model family -> the package that trains it: train (TrainConfig, train), evaluate
+# (evaluate_model_dir) and export (export).
+FAMILIES = {"deeponet": "acoustics", "enf2enf": "enf2enf"}
+# Problem -> the module that makes its data: DatasetConfig, SPLITS, generate_split. A config
+# names its problem (`problem:`; acoustic configs are acoustics, enf2enf ones airfoils unless
+# they say otherwise).
+GENERATORS = {"acoustics": "training.acoustics.dataset", **problems.GENERATORS}
+DEFAULT_PROBLEM = {"deeponet": "acoustics", "enf2enf": "airfoils"}
 
 
 def _task_module(family: str, module: str) -> Any:
     if family not in FAMILIES:
         raise ConfigError(f"unknown model family {family!r}; known: {sorted(FAMILIES)}")
     return importlib.import_module(f"training.{FAMILIES[family]}.{module}")
+
+
+def _problem(cfg: dict[str, Any]) -> str:
+    problem = str(cfg.get("problem", DEFAULT_PROBLEM[cfg["family"]]))
+    if problem not in GENERATORS:
+        raise ConfigError(
+            f"problem {problem!r} has no generator (known: {sorted(GENERATORS)}); an imported "
+            "dataset is trained with `train --data <folder>`"
+        )
+    return problem
+
+
+def _dataset_module(cfg: dict[str, Any]) -> Any:
+    return importlib.import_module(GENERATORS[_problem(cfg)])
 
 
 def _family_of(path: str | Path) -> str:
@@ -70,9 +89,9 @@ def _override(cfg: dict[str, Any], item: str) -> None:
 
 def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
     cfg = _load_config(args.config)
-    if FAMILIES[cfg["family"]] != args.task:
-        raise ConfigError(f"{args.config} describes a {cfg['family']} model, not {args.task}")
-    dataset = _task_module(cfg["family"], "dataset")
+    if _problem(cfg) != args.task:
+        raise ConfigError(f"{args.config} describes {_problem(cfg)} data, not {args.task}")
+    dataset = _dataset_module(cfg)
     data_cfg = from_dict(dataset.DatasetConfig, cfg["dataset"], "dataset")
     out = Path(args.out or Path("data") / data_cfg.name)
     unknown = sorted(set(args.splits or ()) - set(dataset.SPLITS))
@@ -186,7 +205,7 @@ def cmd_pipeline(args: argparse.Namespace, argv: list[str]) -> int:
     with _process_group(args.device):
         run_pipeline(
             cfg,
-            dataset_module=_task_module(cfg["family"], "dataset"),
+            dataset_module=_dataset_module(cfg),
             trainer=_task_module(cfg["family"], "train"),
             exporter=_task_module(cfg["family"], "export"),
             data_dir=data,
@@ -199,7 +218,7 @@ def cmd_pipeline(args: argparse.Namespace, argv: list[str]) -> int:
             fresh=args.fresh,
             commands={
                 "generate": _command(
-                    ["generate", FAMILIES[cfg["family"]], *config, "--out", str(data)]
+                    ["generate", _problem(cfg), *config, "--out", str(data)]
                 ),
                 "train": _command(argv),
                 "export": _command(argv),
@@ -232,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("generate", help="make ground truth with a numerical solver")
-    g.add_argument("task", choices=sorted(set(FAMILIES.values())))
+    g.add_argument("task", choices=sorted(GENERATORS), help="the problem whose solver runs")
     g.add_argument("--config", required=True, help="YAML config (see configs/)")
     g.add_argument("--out", help="data folder (default data/<name>)")
     g.add_argument("--splits", nargs="+", help="which splits to make (default: all)")

@@ -1,1 +1,1 @@
-"""Airfoil flow (enf2enf family): panel-method data, the enf2enf model, baselines, export."""
+"""Airfoil flow: the Hess-Smith panel method and its geometry dataset (enf2enf trains on it)."""

@@ -1,23 +1,18 @@
-"""Ground truth for enf2enf: Hess-Smith panel solutions around NACA sections and slotted flaps.
+"""Ground truth for airfoil enf2enf: Hess-Smith panel solutions around NACA sections and
+slotted flaps, written in the geometry-dataset format (training.geometry_data.format).
 
-Each split is one HDF5 file written as `<split>.h5.partial` and renamed when complete; samples
-are drawn from their own seeded generator (seed, split, index), so an interrupted run resumes
-where it stopped and gives the same file as an uninterrupted one. `train` and `val` hold the
-single-element samples first, then the two-element ones; `test` is single-element only and
-`test_multi` two-element only, and both test splits also carry a dense point set
-(superres_factor times n_field points from the same distribution) for the super-resolution
-check.
+Samples are drawn from their own seeded generator (seed, split, index), so an interrupted run
+resumes where it stopped and gives the same file as an uninterrupted one. `train` and `val`
+hold the single-element samples first, then the two-element ones; `test` (label "single") is
+single-element only and `test_multi` (label "multi") two-element only, and both test splits
+also carry a dense point set (superres_factor times n_field points from the same distribution)
+for the super-resolution check.
 
-Per sample s (K = panels_per_element, N = n_field, M = n_encoder):
-  surfaces (S, 2, K+1, 2) f8   closed clockwise polylines from the trailing edge (element 1
-                               NaN for single-element samples); n_elements (S,) i4
-  conditions (S, 2) f4         [aoa_deg, speed]
-  params (S, P) f8             PARAM_COLUMNS; the flap columns are NaN without a flap
-  points (S, N, 2) f4, sdf (S, N) f4, fields (S, N, 3) f4 = [u, v, cp]
-  dense_points / dense_sdf / dense_fields   the same with superres_factor * N (test splits only)
-  encoder_points (S, M, 2) f4, encoder_sdf (S, M) f4   geometry.airfoils.encoder_points(seed=0)
-  surface_cp (S, 2, K) f4      Cp at panel midpoints (NaN-padded); cl (S,) f8 (Kutta-Joukowski,
-                               per reference chord 1); done (S,) bool
+Per sample (K = panels_per_element, N = n_field): polylines = one or two closed clockwise
+polylines of K + 1 points from the trailing edge; conditions [aoa_deg, speed]; fields [u, v, cp]
+at N points in the fluid; extra/params (P,) PARAM_COLUMNS (the flap columns NaN without a
+flap), extra/surface_cp (2, K) Cp at panel midpoints (NaN-padded), extra/cl () the lift
+coefficient (Kutta-Joukowski, per reference chord 1).
 """
 
 from __future__ import annotations
@@ -25,12 +20,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
@@ -38,7 +31,6 @@ from tqdm import tqdm
 from geometry.airfoils import (
     BOX,
     NEAR_WALL_OFFSETS,
-    encoder_points,
     field_points,
     naca4,
     signed_distance,
@@ -46,11 +38,13 @@ from geometry.airfoils import (
 )
 from training.airfoils.panel import solve
 from training.common.config import to_dict
+from training.geometry_data.format import Capacity, Sample, Schema, Writer, existing, split_path
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test", "test_multi")
 TEST_SPLITS = ("test", "test_multi")
+LABELS = {"test": "single", "test_multi": "multi"}
 FIELD_COLUMNS = ("u", "v", "cp")
 CONDITION_COLUMNS = ("aoa_deg", "speed")
 PARAM_COLUMNS = (
@@ -173,13 +167,13 @@ class DatasetConfig:
 
 
 @dataclass
-class Sample:
+class Case:
     polylines: list[NDArray[np.float64]]
     params: NDArray[np.float64]  # (P,)
     conditions: NDArray[np.float64]  # (2,) [aoa_deg, speed]
 
 
-def sample_case(cfg: DatasetConfig, split: str, index: int) -> Sample:
+def sample_case(cfg: DatasetConfig, split: str, index: int) -> Case:
     """The geometry and conditions of one sample; depends only on (seed, split, index)."""
     rng = _sample_rng(cfg, split, index)
     n_single, _ = cfg.counts(split)
@@ -201,53 +195,59 @@ def sample_case(cfg: DatasetConfig, split: str, index: int) -> Sample:
         params[5:8] = flap
         params[8:] = (deflection, gap, overlap)
     conditions = np.array([rng.uniform(*cfg.aoa_deg), rng.uniform(*cfg.speed)])
-    return Sample(polylines, params, conditions)
+    return Case(polylines, params, conditions)
 
 
 def _sample_rng(cfg: DatasetConfig, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([cfg.seed, SPLITS.index(split), index])
 
 
-def simulate(cfg: DatasetConfig, split: str, index: int) -> dict[str, NDArray[Any]]:
-    """Every per-sample array of one sample (float64; the writer casts)."""
+def schema(cfg: DatasetConfig) -> Schema:
+    return Schema(
+        problem="airfoils",
+        field_names=FIELD_COLUMNS,
+        field_units=("free-stream speed units", "free-stream speed units", "1"),
+        condition_names=CONDITION_COLUMNS,
+        condition_units=("deg", "free-stream speed units"),
+        length_unit="chord",
+        box=(tuple(cfg.box[0]), tuple(cfg.box[1])),  # type: ignore[arg-type]
+        box_is_domain=False,
+        solver="Hess-Smith panel method (constant sources, one vortex per body, Kutta)",
+    )
+
+
+def simulate(cfg: DatasetConfig, split: str, index: int) -> Sample:
+    """One sample, solved (float64; the writer casts)."""
     case = sample_case(cfg, split, index)
     sol = solve(case.polylines, aoa_deg=case.conditions[0], speed=case.conditions[1])
     # Field points come from a generator of their own, after the case's draws, so changing how
     # points are drawn never changes the geometry of a sample.
     rng = np.random.default_rng([cfg.seed, SPLITS.index(split), index, 1])
-    out: dict[str, NDArray[Any]] = {}
-    sets = [("", cfg.n_field)]
+    sets: dict[str, tuple[Any, ...]] = {}
+    counts = [("", cfg.n_field)]
     if split in TEST_SPLITS:
-        sets.append(("dense_", cfg.superres_factor * cfg.n_field))
-    for prefix, n in sets:
+        counts.append(("dense_", cfg.superres_factor * cfg.n_field))
+    for prefix, n in counts:
         pts = field_points(
-            case.polylines, n, cfg.box, cfg.near_wall_fraction, rng, cfg.wall_offsets
+            case.polylines, n, cfg.box, cfg.wall_offsets, cfg.near_wall_fraction, rng
         )
-        out[f"{prefix}points"] = pts
-        out[f"{prefix}sdf"] = signed_distance(pts, case.polylines)
-        out[f"{prefix}fields"] = sol.fields(pts)
-    enc, enc_sdf = encoder_points(case.polylines, cfg.n_encoder, cfg.box, seed=0)
+        sets[prefix] = (pts, signed_distance(pts, case.polylines), sol.fields(pts))
     k = cfg.panels_per_element
-    surfaces = np.full((2, k + 1, 2), np.nan)
     surface_cp = np.full((2, k), np.nan)
-    for e, poly in enumerate(case.polylines):
-        surfaces[e] = poly
+    for e in range(len(case.polylines)):
         surface_cp[e] = sol.surface_cp[e * k : (e + 1) * k]
-    out.update(
-        surfaces=surfaces,
-        n_elements=np.asarray(len(case.polylines)),
+    dense = sets.get("dense_", (None, None, None))
+    return Sample(
+        polylines=case.polylines,
         conditions=case.conditions,
-        params=case.params,
-        encoder_points=enc,
-        encoder_sdf=enc_sdf,
-        surface_cp=surface_cp,
-        cl=np.asarray(sol.cl),
+        points=sets[""][0],
+        sdf=sets[""][1],
+        fields=sets[""][2],
+        dense_points=dense[0],
+        dense_sdf=dense[1],
+        dense_fields=dense[2],
+        extra={"params": case.params, "surface_cp": surface_cp, "cl": np.asarray(sol.cl)},
     )
-    return out
-
-
-def split_path(data_dir: str | Path, split: str) -> Path:
-    return Path(data_dir) / f"{split}.h5"
 
 
 def generate_split(
@@ -260,19 +260,37 @@ def generate_split(
 ) -> Path:
     """Write (or finish) one split; returns the path of the completed file."""
     del device
-    final = split_path(data_dir, split)
-    if final.exists():
-        with h5py.File(final, "r") as f:
-            if f.attrs.get("fingerprint") == cfg.fingerprint():
-                return final
-        raise FileExistsError(
-            f"{final} was generated from a different config; delete it or choose another --out"
-        )
-    final.parent.mkdir(parents=True, exist_ok=True)
-    partial = final.with_suffix(".h5.partial")
-    f = _open_partial(partial, cfg, split, command)
-    try:
-        done = f["done"][...]
+    if existing(split_path(data_dir, split), cfg.fingerprint()):
+        return split_path(data_dir, split)
+    k = cfg.panels_per_element
+    cap = Capacity(
+        max_polylines=2,
+        max_vertices=k + 1,
+        max_points=cfg.n_field,
+        n_encoder=cfg.n_encoder,
+        max_dense=cfg.superres_factor * cfg.n_field if split in TEST_SPLITS else 0,
+    )
+    extra = {
+        "params": ((len(PARAM_COLUMNS),), np.float64),
+        "surface_cp": ((2, k), np.float32),
+        "cl": ((), np.float64),
+    }
+    role = "test" if split in TEST_SPLITS else split
+    with Writer(
+        data_dir, split, role, schema(cfg), sum(cfg.counts(split)), cap,
+        fingerprint=cfg.fingerprint(), config=to_dict(cfg), command=command, extra=extra,
+    ) as writer:  # fmt: skip
+        n_single, n_multi = cfg.counts(split)
+        for key, value in {
+            "param_columns": json.dumps(PARAM_COLUMNS),
+            "n_single": n_single,
+            "n_multi": n_multi,
+            "surface_orientation": "clockwise from the trailing edge along the lower surface",
+            "reference_chord": 1.0,
+            **({"label": LABELS[split]} if split in LABELS else {}),
+        }.items():
+            writer.set_attr(key, value)
+        done = writer.done
         bar = tqdm(
             total=len(done),
             initial=int(done.sum()),
@@ -281,131 +299,7 @@ def generate_split(
             disable=not progress,
         )
         for i in np.flatnonzero(~done):
-            for key, value in simulate(cfg, split, int(i)).items():
-                f[key][i] = value
-            f["done"][i] = True  # last, so a sample counts only once all of it is written
-            f.flush()
+            writer.write(int(i), simulate(cfg, split, int(i)))
             bar.update(1)
         bar.close()
-    finally:
-        f.close()
-    os.replace(partial, final)
-    return final
-
-
-def _shapes(cfg: DatasetConfig, split: str) -> dict[str, tuple[tuple[int, ...], Any]]:
-    """Per-sample shape and dtype of every array of a split."""
-    k, n, m = cfg.panels_per_element, cfg.n_field, cfg.n_encoder
-    shapes: dict[str, tuple[tuple[int, ...], Any]] = {
-        "surfaces": ((2, k + 1, 2), np.float64),
-        "n_elements": ((), np.int32),
-        "conditions": ((2,), np.float32),
-        "params": ((len(PARAM_COLUMNS),), np.float64),
-        "points": ((n, 2), np.float32),
-        "sdf": ((n,), np.float32),
-        "fields": ((n, 3), np.float32),
-        "encoder_points": ((m, 2), np.float32),
-        "encoder_sdf": ((m,), np.float32),
-        "surface_cp": ((2, k), np.float32),
-        "cl": ((), np.float64),
-    }
-    if split in TEST_SPLITS:
-        d = cfg.superres_factor * n
-        shapes.update(
-            dense_points=((d, 2), np.float32),
-            dense_sdf=((d,), np.float32),
-            dense_fields=((d, 3), np.float32),
-        )
-    return shapes
-
-
-def _open_partial(path: Path, cfg: DatasetConfig, split: str, command: str) -> h5py.File:
-    n_samples = sum(cfg.counts(split))
-    if path.exists():
-        try:
-            f = h5py.File(path, "r+")
-            if f.attrs.get("fingerprint") == cfg.fingerprint() and len(f["done"]) == n_samples:
-                log.info(
-                    "resuming %s: %d of %d samples done", path, int(f["done"][...].sum()), n_samples
-                )
-                return f
-            f.close()
-        except (OSError, KeyError):
-            log.warning("%s is unreadable (interrupted mid-write); starting it again", path)
-        path.unlink()
-    f = h5py.File(path, "w")
-    for key, (shape, dtype) in _shapes(cfg, split).items():
-        # One chunk per sample: a resumed run rewrites whole samples, and readers take samples.
-        f.create_dataset(
-            key,
-            shape=(n_samples, *shape),
-            dtype=dtype,
-            chunks=(1, *shape) if shape else None,
-            fillvalue=np.nan if np.dtype(dtype).kind == "f" else 0,
-        )
-    f.create_dataset("done", data=np.zeros(n_samples, dtype=bool))
-    n_single, n_multi = cfg.counts(split)
-    attrs = {
-        "fingerprint": cfg.fingerprint(),
-        "config": json.dumps(to_dict(cfg)),
-        "split": split,
-        "command": command,
-        "box": json.dumps([list(r) for r in cfg.box]),
-        "field_columns": json.dumps(FIELD_COLUMNS),
-        "condition_columns": json.dumps(CONDITION_COLUMNS),
-        "param_columns": json.dumps(PARAM_COLUMNS),
-        "n_single": n_single,
-        "n_multi": n_multi,
-        "panels_per_element": cfg.panels_per_element,
-        "superres_factor": cfg.superres_factor,
-        "solver": "Hess-Smith panel method (constant sources, one vortex per body, Kutta)",
-        "surface_orientation": "clockwise from the trailing edge along the lower surface",
-        "reference_chord": 1.0,
-    }
-    for key, value in attrs.items():
-        f.attrs[key] = value
-    return f
-
-
-@dataclass
-class AirfoilSplit:
-    """One split in memory (shapes in the module docstring)."""
-
-    surfaces: NDArray[np.float64]
-    n_elements: NDArray[np.int32]
-    conditions: NDArray[np.float32]
-    params: NDArray[np.float64]
-    points: NDArray[np.float32]
-    sdf: NDArray[np.float32]
-    fields: NDArray[np.float32]
-    encoder_points: NDArray[np.float32]
-    encoder_sdf: NDArray[np.float32]
-    surface_cp: NDArray[np.float32]
-    cl: NDArray[np.float64]
-    done: NDArray[np.bool_]
-    attrs: dict[str, Any]
-    dense_points: NDArray[np.float32] | None = None
-    dense_sdf: NDArray[np.float32] | None = None
-    dense_fields: NDArray[np.float32] | None = None
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return json.loads(self.attrs["config"])
-
-    def __len__(self) -> int:
-        return len(self.done)
-
-    def polylines(self, index: int) -> list[NDArray[np.float64]]:
-        """The closed element polylines of one sample, padding dropped."""
-        return [self.surfaces[index, e] for e in range(int(self.n_elements[index]))]
-
-
-def load_split(data_dir: str | Path, split: str) -> AirfoilSplit:
-    path = split_path(data_dir, split)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} not found: run `python -m training generate airfoils` first"
-        )
-    with h5py.File(path, "r") as f:
-        arrays = {key: f[key][...] for key in f}
-        return AirfoilSplit(attrs=dict(f.attrs), **arrays)
+        return writer.finish()

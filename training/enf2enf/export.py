@@ -16,6 +16,7 @@ graphs, their hashes and the evaluated metrics are all written.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -27,17 +28,16 @@ import torch
 from torch.func import functional_call
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from training.airfoils.evaluate import OnnxEnf2Enf, evaluate
-from training.airfoils.metrics import FIELDS
-from training.airfoils.model import DecoderGraph, EncoderGraph, Enf2Enf, Enf2EnfConfig
-from training.airfoils.train import BASELINE, load_model
 from training.common.config import to_dict
 from training.common.files import sha256_file, write_json
 from training.common.versions import staged_version
+from training.enf2enf import problems
+from training.enf2enf.evaluate import OnnxEnf2Enf, ensure_splits, evaluate
+from training.enf2enf.model import DecoderGraph, EncoderGraph, Enf2Enf, Enf2EnfConfig
+from training.enf2enf.train import BASELINE, load_model
+from training.geometry_data.format import ENCODER_SEED, Split
 
 OPSET = 17
-SPEED_UNITS = "free-stream speed units"  # velocities come out in the units the speed went in
-ENCODER_SEED = 0  # geometry.airfoils.encoder_points(seed=...) the data and the service use
 PARITY_TOL = 1e-4  # export refuses a graph further than this (relative to the output scale)
 
 _aten = torch.ops.aten
@@ -57,12 +57,14 @@ DECOMPOSITIONS: dict[Any, Any] = torch._decomp.get_decompositions(
 )
 
 
-def example_geometry(n_encoder: int, box: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """A NACA 2412's encoder point set: the values only feed the trace (the graph has no
-    data-dependent control flow), but real ones make the parity check meaningful."""
-    from geometry.airfoils import encoder_points, naca4
+def example_geometry(
+    polylines: list[np.ndarray], n_encoder: int, box: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A training geometry's encoder point set: the values only feed the trace (the graph has
+    no data-dependent control flow), but real ones make the parity check meaningful."""
+    from geometry.polylines import encoder_points
 
-    pts, sdf = encoder_points([naca4("2412", 80)], n_encoder, box, seed=ENCODER_SEED)
+    pts, sdf = encoder_points(polylines, n_encoder, box, seed=ENCODER_SEED)
     return torch.as_tensor(pts, dtype=torch.float32), torch.as_tensor(sdf, dtype=torch.float32)
 
 
@@ -80,9 +82,12 @@ def trace_encoder(model: Enf2Enf, points: torch.Tensor, sdf: torch.Tensor) -> to
     return make_fx(encoder, tracing_mode="real", decomposition_table=DECOMPOSITIONS)(points, sdf)
 
 
-def export_graphs(model: Enf2Enf, out_dir: Path, n_encoder: int, box: Any) -> None:
+def export_graphs(
+    model: Enf2Enf, out_dir: Path, polylines: list[np.ndarray], n_encoder: int, box: Any
+) -> None:
     model = model.cpu().eval()
-    pts, sdf = example_geometry(n_encoder, box)
+    pts, sdf = example_geometry(polylines, n_encoder, box)
+    cond = 0.5 * (model.cond_lo + model.cond_hi)  # (K,) mid-range conditions
     traced = trace_encoder(model, pts, sdf)
     cfg = model.cfg
     n_query = 7
@@ -104,7 +109,7 @@ def export_graphs(model: Enf2Enf, out_dir: Path, n_encoder: int, box: Any) -> No
         latents = model.encode(pts[None], sdf[None])[0].detach()
         torch.onnx.export(
             DecoderGraph(model).eval(),
-            (latents, torch.tensor([4.0, 1.0]), query, sdf[:n_query].clone().abs()),
+            (latents, cond, query, sdf[:n_query].clone().abs()),
             str(out_dir / "decoder.onnx"),
             input_names=["latents", "conditions", "points", "sdf"],
             output_names=["fields"],
@@ -114,12 +119,17 @@ def export_graphs(model: Enf2Enf, out_dir: Path, n_encoder: int, box: Any) -> No
         )
     for name in ("encoder", "decoder"):
         onnx.checker.check_model(str(out_dir / f"{name}.onnx"))
-    _check_parity(model, out_dir, pts, sdf, latents)
+    _check_parity(model, out_dir, pts, sdf, latents, cond.numpy())
     assert latents.shape == (cfg.n_latents, cfg.latent_dim)
 
 
 def _check_parity(
-    model: Enf2Enf, out_dir: Path, pts: torch.Tensor, sdf: torch.Tensor, latents: torch.Tensor
+    model: Enf2Enf,
+    out_dir: Path,
+    pts: torch.Tensor,
+    sdf: torch.Tensor,
+    latents: torch.Tensor,
+    cond: np.ndarray,
 ) -> None:
     """Refuse to ship graphs that disagree with torch (the traced inner loop in particular)."""
     enc = ort.InferenceSession(str(out_dir / "encoder.onnx"), providers=["CPUExecutionProvider"])
@@ -130,7 +140,7 @@ def _check_parity(
     if diff > PARITY_TOL * scale:
         raise RuntimeError(f"encoder.onnx differs from torch by {diff:.3g} (scale {scale:.3g})")
     dec = ort.InferenceSession(str(out_dir / "decoder.onnx"), providers=["CPUExecutionProvider"])
-    cond = np.array([4.0, 1.0], dtype=np.float32)
+    cond = cond.astype(np.float32)
     query, qsdf = pts[::3].numpy(), np.abs(sdf[::3].numpy())
     got = dec.run(None, {"latents": ref, "conditions": cond, "points": query, "sdf": qsdf})[0]
     with torch.no_grad():
@@ -152,10 +162,10 @@ def deviations(cfg: Enf2EnfConfig) -> list[str]:
         "random subsets per step, so training and serving run the same computation",
         "outer meta-loss on the encoder points plus a random subset of the field points",
     ]
-    if cfg.scale_by_speed:
+    if any(k >= 0 for k in cfg.field_scale):
         out.append(
-            "(u, v) predicted divided by the free-stream speed and multiplied back inside the "
-            "graph (potential flow is linear in the speed)"
+            "fields predicted divided by the condition they are proportional to "
+            f"(field_scale {list(cfg.field_scale)}) and multiplied back inside the graph"
         )
     if cfg.superposition:
         out.append(
@@ -171,21 +181,23 @@ def _io(name: str, shape: list[int], units: Any, **extra: Any) -> dict[str, Any]
 
 
 def build_manifest(
-    model: Enf2Enf, ckpt: dict[str, Any], name: str, version: str, command: str
+    model: Enf2Enf, ckpt: dict[str, Any], split: Split, name: str, version: str, command: str
 ) -> dict[str, Any]:
     cfg = model.cfg
-    data = ckpt["dataset_config"]
+    data, attrs = ckpt["dataset_config"], ckpt["dataset_attrs"]
+    fields, conditions = json.loads(attrs["field_names"]), json.loads(attrs["condition_names"])
+    field_units = json.loads(attrs["field_units"])
+    condition_units = json.loads(attrs["condition_units"])
+    length = attrs["length_unit"]
     m, nl, c = int(data["n_encoder"]), cfg.n_latents, cfg.latent_dim
     state = ckpt["state"]
+    serving = problems.serving(problems.problem_of(ckpt), data, split, model)
     return {
         "name": name,
         "version": version,
         "family": "enf2enf",
-        "task": "airfoil-flow",
-        "description": (
-            "2-D incompressible potential flow (Hess-Smith panel method) around NACA 4-digit "
-            "sections and slotted two-element configurations: u, v and Cp anywhere in the box"
-        ),
+        "task": serving.task,
+        "description": serving.description,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "graphs": {
             "encoder": {
@@ -196,50 +208,32 @@ def build_manifest(
                     "points (inner loop unrolled into the graph)"
                 ),
                 "inputs": [
-                    _io("points", [m, 2], "chord", axes=["x", "y"]),
-                    _io("sdf", [m], "chord", note="signed distance, positive in the fluid"),
+                    _io("points", [m, 2], length, axes=["x", "y"]),
+                    _io("sdf", [m], length, note="signed distance, positive in the domain"),
                 ],
                 "outputs": [_io("latents", [nl, c], "1")],
             },
             "decoder": {
                 "file": "decoder.onnx",
-                "computes": "latents + conditions + query points (+ their SDF) -> [u, v, cp]",
+                "computes": (f"latents + conditions + query points (+ their SDF) -> {fields}"),
                 "inputs": [
                     _io("latents", [nl, c], "1"),
-                    _io("conditions", [2], ["deg", SPEED_UNITS], axes=["aoa_deg", "speed"]),
-                    _io("points", [-1, 2], "chord", axes=["x", "y"]),
-                    _io("sdf", [-1], "chord"),
+                    _io("conditions", [len(conditions)], condition_units, axes=conditions),
+                    _io("points", [-1, 2], length, axes=["x", "y"]),
+                    _io("sdf", [-1], length),
                 ],
-                "outputs": [
-                    _io("fields", [-1, 3], [SPEED_UNITS, SPEED_UNITS, "1"], axes=list(FIELDS))
-                ],
+                "outputs": [_io("fields", [-1, len(fields)], field_units, axes=fields)],
             },
         },
         "compose": (
-            "points, sdf = geometry.airfoils.encoder_points(polylines, domain.n_encoder, "
+            "points, sdf = geometry.polylines.encoder_points(polylines, domain.n_encoder, "
             "domain.box, seed=domain.encoder_seed); latents = encoder(points, sdf); "
-            "fields = decoder(latents, [aoa_deg, speed], query, signed_distance(query, polylines))"
+            f"fields = decoder(latents, {conditions}, query, signed_distance(query, polylines))"
         ),
-        "fields": list(FIELDS),
+        "fields": fields,
+        "field_units": field_units,
         "baselines": {},
-        "domain": {
-            "box": data["box"],
-            "aoa_deg": data["aoa_deg"],
-            "speed": data["speed"],
-            "naca": {"m": data["m"], "p": data["p"], "t": data["t"]},
-            "flap": {
-                "chord": data["flap_chord"],
-                "deflection_deg": data["flap_deflection_deg"],
-                "gap": data["flap_gap"],
-                "overlap": data["flap_overlap"],
-            },
-            "max_elements": 2,
-            "n_encoder": m,
-            "encoder_seed": ENCODER_SEED,
-            "panels_per_element": data["panels_per_element"],
-            "min_wall_distance": data["wall_offsets"][0],
-            "latents": {"count": nl, "dim": c, "grid": cfg.latent_grid},
-        },
+        "domain": {**serving.domain, "latents": {"count": nl, "dim": c, "grid": cfg.latent_grid}},
         "metrics": {},
         "training": {
             "steps": state["step"],
@@ -251,6 +245,7 @@ def build_manifest(
             "model": to_dict(cfg),
             "train": ckpt["train_config"],
             "dataset": data,
+            "dataset_attrs": attrs,
             "deviations_from_paper": deviations(cfg),
         },
         "commands": {
@@ -266,24 +261,27 @@ def _export_baseline(run_dir: Path, tmp: Path, manifest: dict[str, Any]) -> None
     checkpoint = run_dir / BASELINE
     if not checkpoint.exists():
         return
-    from training.airfoils.baselines import export_geometry_deeponet, load_geometry_deeponet
+    from training.enf2enf.baselines import export_geometry_deeponet, load_geometry_deeponet
 
     module = load_geometry_deeponet(checkpoint)
     path = export_geometry_deeponet(module, tmp / "baseline_deeponet.onnx")
+    decoder = manifest["graphs"]["decoder"]
+    cond, fields = decoder["inputs"][1], decoder["outputs"][0]
+    length = decoder["inputs"][2]["units"]
     manifest["baselines"]["deeponet"] = {
         "file": path.name,
         "sha256": sha256_file(path),
         "computes": (
             "geometry DeepONet baseline: SDF on a fixed sensor grid + conditions (branch), "
-            "query point and its SDF (trunk) -> [u, v, cp]"
+            f"query point and its SDF (trunk) -> {fields['axes']}"
         ),
         "inputs": [
-            _io("sensor_sdf", [-1, module.cfg.n_sensors], "chord"),
-            _io("conditions", [-1, 2], ["deg", SPEED_UNITS]),
-            _io("points", [-1, -1, 2], "chord"),
-            _io("sdf", [-1, -1], "chord"),
+            _io("sensor_sdf", [-1, module.cfg.n_sensors], length),
+            _io("conditions", [-1, *cond["shape"]], cond["units"]),
+            _io("points", [-1, -1, 2], length),
+            _io("sdf", [-1, -1], length),
         ],
-        "outputs": [_io("fields", [-1, -1, 3], [SPEED_UNITS, SPEED_UNITS, "1"], axes=list(FIELDS))],
+        "outputs": [_io("fields", [-1, *fields["shape"]], fields["units"], axes=fields["axes"])],
     }
 
 
@@ -300,17 +298,26 @@ def export(
     model, ckpt = load_model(run_dir, "cpu")
     data_cfg = ckpt["dataset_config"]
     name = name or data_cfg["name"]
+    data = Path(data_dir) if data_dir else Path("data") / data_cfg["name"]
+    problem = problems.problem_of(ckpt)
+    box = json.loads(ckpt["dataset_attrs"]["box"])
+    ensure_splits(problem, data_cfg, data, progress)
+    split = problems.reference_split(data)
     with staged_version(models_root, name, version) as (tmp, version):
-        export_graphs(model, tmp, int(data_cfg["n_encoder"]), data_cfg["box"])
-        manifest = build_manifest(model, ckpt, name, version, command)
+        export_graphs(model, tmp, split.polylines(0), int(data_cfg["n_encoder"]), box)
+        manifest = build_manifest(model, ckpt, split, name, version, command)
         for graph in manifest["graphs"].values():
             graph["sha256"] = sha256_file(tmp / graph["file"])
         _export_baseline(run_dir, tmp, manifest)
         write_json(tmp / "manifest.json", manifest)
-        data = Path(data_dir) if data_dir else Path("data") / data_cfg["name"]
         baseline = tmp / "baseline_deeponet.onnx"
         manifest["metrics"] = evaluate(
-            OnnxEnf2Enf(tmp), data, data_cfg, baseline if baseline.exists() else None, progress
+            OnnxEnf2Enf(tmp),
+            data,
+            problem,
+            data_cfg,
+            baseline if baseline.exists() else None,
+            progress,
         )
         write_json(tmp / "manifest.json", manifest)
     return Path(models_root) / name / version

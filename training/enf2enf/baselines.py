@@ -1,26 +1,26 @@
-"""The two baselines enf2enf has to beat, on the same splits and the same metric.
+"""The baselines enf2enf has to beat on any geometry dataset, on the same splits and metric.
 
-1. Free stream: u = V cos(alpha), v = V sin(alpha), Cp = 0 everywhere. What a model that has
-   learnt nothing about the body predicts; every number below it is geometry learnt.
-2. Geometry DeepONet: branch = the signed distance sampled on a fixed sensor grid over the field
-   box (plus the min-max-scaled angle of attack and speed), trunk = the query point (x, y, sdf).
-   It sees the geometry only through that coarse grid, which is what enf2enf's latent point
-   cloud is meant to improve on.
+1. Mean field: the training fields averaged over cells of a grid over the box, looked up at
+   each query point. What a model that has learnt nothing about geometry or conditions
+   predicts. (Problems add their own physical floor: the free stream for airfoils,
+   training.airfoils.freestream.)
+2. Geometry DeepONet: branch = the signed distance sampled on a fixed sensor grid over the box
+   (plus the min-max-scaled conditions), trunk = the query point (x, y, sdf). It sees the
+   geometry only through that coarse grid, which is what enf2enf's latent point cloud is meant
+   to improve on.
 
-Output layout ("split both", as DeepXDE calls it): the trunk returns 3 groups of p basis
-functions and the branch 3 groups of p coefficients, one group per field, so u, v and Cp each
-get their own basis rather than sharing one; a fixed 0/1 matrix sums each group, which keeps the
+Output layout ("split both", as DeepXDE calls it): the trunk returns F groups of p basis
+functions and the branch F groups of p coefficients, one group per field, so each field gets
+its own basis rather than sharing one; a fixed 0/1 matrix sums each group, which keeps the
 exported graph free of reshapes over the dynamic batch and point axes.
 
 Every normalisation lives inside the module (sensor z-scores, condition and coordinate min-max
 scaling, target z-scores), so the graph takes and returns physical units; the statistics are
-fitted on the training split and kept in the config saved with the weights. Optionally
-(`reference="freestream"`) the targets are the disturbance of the free stream in units of V;
-the default is the plain DeepONet on z-scored u, v, Cp, the same output convention as enf2enf.
+fitted on the training split and kept in the config saved with the weights.
 
-Sensors: 16 x 12 over the field box by default (about 0.13 chords apart), so a section's
-thickness and camber reach the branch only through smooth distance values, not through its
-outline; the ONNX graph records the grid in its metadata.
+Sensors: 16 x 12 over the box by default (about 0.13 chords apart around an airfoil), so a
+shape reaches the branch only through smooth distance values, not through its outline; the
+ONNX graph records the grid in its metadata.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import onnx
@@ -43,104 +43,70 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from geometry.airfoils import BOX, signed_distance
-from training.airfoils.metrics import FIELDS, rel_l2_fields
+from geometry.polylines import signed_distance
 from training.common.config import from_dict, to_dict
 from training.common.files import atomic_path
+from training.enf2enf.metrics import rel_l2_fields, valid_mask
+from training.geometry_data.format import Split
 
 OPSET = 17
 FAMILY = "geometry-deeponet"
-REFERENCES = ("none", "freestream")
 SENSOR_SHAPE = (16, 12)  # (nx, ny): about 0.13 chord spacing over the default box
-
-
-class SplitLike(Protocol):
-    """What the baselines read from an AirfoilSplit (training.airfoils.dataset)."""
-
-    @property
-    def surfaces(self) -> np.ndarray: ...  # (S, 2, K+1, 2) NaN-padded polylines
-
-    @property
-    def n_elements(self) -> np.ndarray: ...  # (S,)
-
-    @property
-    def conditions(self) -> np.ndarray: ...  # (S, 2) [aoa_deg, speed]
-
-    @property
-    def points(self) -> np.ndarray: ...  # (S, N, 2)
-
-    @property
-    def sdf(self) -> np.ndarray: ...  # (S, N)
-
-    @property
-    def fields(self) -> np.ndarray: ...  # (S, N, 3) [u, v, cp]
-
-    @property
-    def dense_points(self) -> np.ndarray | None: ...  # (S, F*N, 2) test splits only
-
-    @property
-    def dense_sdf(self) -> np.ndarray | None: ...  # (S, F*N)
-
-    @property
-    def attrs(self) -> Any: ...  # mapping with "box" (optional)
-
-    @property
-    def config(self) -> Any: ...  # the dataset config as a dict
-
-
-# --------------------------------------------------------------------------- free stream
-
-
-def freestream_prediction(conditions: np.ndarray, n_points: int) -> np.ndarray:
-    """(S, 2) [aoa_deg, speed] -> (S, n_points, 3) [u, v, cp] of the undisturbed flow."""
-    cond = np.asarray(conditions, dtype=np.float64)
-    alpha = np.deg2rad(cond[:, 0])
-    speed = cond[:, 1]
-    per_sample = np.stack([speed * np.cos(alpha), speed * np.sin(alpha), 0.0 * speed], axis=1)
-    return np.repeat(per_sample[:, None, :], n_points, axis=1).astype(np.float32)  # (S, N, 3)
 
 
 # --------------------------------------------------------------------------- sensors
 
 
-def sensor_grid(
-    shape: tuple[int, int] = SENSOR_SHAPE,
-    box: tuple[tuple[float, float], tuple[float, float]] | np.ndarray = BOX,
-) -> np.ndarray:
-    """(nx * ny, 2) sensor positions on a regular grid over `box`, edges included, x-major
-    (sensor i * ny + j sits at (x_i, y_j))."""
+def sensor_grid(shape: tuple[int, int], box: Any) -> np.ndarray:
+    """(nx * ny, 2) sensor positions on a regular grid over `box` [[x0, x1], [y0, y1]], edges
+    included, x-major (sensor i * ny + j sits at (x_i, y_j))."""
     nx, ny = shape
     (x0, x1), (y0, y1) = np.asarray(box, dtype=np.float64).reshape(2, 2)
     gx, gy = np.meshgrid(np.linspace(x0, x1, nx), np.linspace(y0, y1, ny), indexing="ij")
     return np.stack([gx.ravel(), gy.ravel()], axis=1)  # (nx*ny, 2)
 
 
-def element_polylines(surfaces: np.ndarray, n_elements: int) -> list[np.ndarray]:
-    """One sample's (2, K+1, 2) NaN-padded surfaces -> its closed polylines, padding removed."""
-    out = []
-    for e in range(int(n_elements)):
-        poly = np.asarray(surfaces[e], dtype=np.float64)  # (K+1, 2)
-        out.append(poly[~np.isnan(poly).any(axis=1)])
+def sensor_sdf(split: Split, sensors: np.ndarray) -> np.ndarray:
+    """(S, P) float32 signed distance of every sample's geometry at every sensor."""
+    out = np.empty((len(split), len(sensors)), dtype=np.float32)
+    for i in range(len(split)):
+        out[i] = signed_distance(sensors, split.polylines(i))
     return out
 
 
-def sensor_sdf(surfaces: np.ndarray, n_elements: np.ndarray, sensors: np.ndarray) -> np.ndarray:
-    """(S, 2, K+1, 2), (S,), (P, 2) -> (S, P) float32 signed distance at every sensor."""
-    out = np.empty((len(surfaces), len(sensors)), dtype=np.float32)
-    for i in range(len(surfaces)):
-        out[i] = signed_distance(sensors, element_polylines(surfaces[i], n_elements[i]))
-    return out
+# --------------------------------------------------------------------------- mean field
 
 
-def split_box(split: SplitLike) -> np.ndarray:
-    """The split's field box as (2, 2) [[x0, x1], [y0, y1]], falling back to the default."""
-    raw: Any = None
-    attrs = getattr(split, "attrs", None) or {}
-    config = getattr(split, "config", None) or {}
-    raw = attrs.get("box") if "box" in attrs else config.get("box")
-    if isinstance(raw, str | bytes):
-        raw = json.loads(raw)
-    return np.asarray(BOX if raw is None else raw, dtype=np.float64).reshape(2, 2)
+class MeanField:
+    """The training fields averaged per cell of a `shape` grid over the box; a query point gets
+    its cell's mean (the overall mean where no training point fell)."""
+
+    def __init__(self, train: Split, shape: tuple[int, int] = (32, 32)) -> None:
+        self.shape, self.box = shape, train.box
+        real = valid_mask(train.sdf.shape, train.n_points)  # (S, N)
+        cells = self._cells(train.points[real])  # (R,)
+        values = train.fields[real].astype(np.float64)  # (R, F)
+        n_cells = shape[0] * shape[1]
+        count = np.bincount(cells, minlength=n_cells)[:, None]  # (C, 1)
+        sums = np.stack(
+            [np.bincount(cells, values[:, f], minlength=n_cells) for f in range(values.shape[1])],
+            axis=1,
+        )  # (C, F)
+        self.table = np.where(count > 0, sums / np.maximum(count, 1), values.mean(axis=0))
+
+    def _cells(self, points: np.ndarray) -> np.ndarray:
+        (x0, x1), (y0, y1) = self.box
+        nx, ny = self.shape
+        ix = np.clip(((points[:, 0] - x0) / (x1 - x0) * nx).astype(int), 0, nx - 1)
+        iy = np.clip(((points[:, 1] - y0) / (y1 - y0) * ny).astype(int), 0, ny - 1)
+        return ix * ny + iy
+
+    def predict(self, split: Split, dense: bool = False) -> np.ndarray:
+        """(S, N, F) at the split's points (padded like them)."""
+        points = split.dense_points if dense else split.points
+        assert points is not None
+        flat = self.table[self._cells(points.reshape(-1, 2))]  # (S*N, F)
+        return flat.reshape(*points.shape[:2], -1).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- model
@@ -157,19 +123,15 @@ class GeometryDeepONetConfig:
     branch_depth: int = 4
     trunk_width: int = 128
     trunk_depth: int = 4
-    n_basis: int = 64  # p per field (3 p in all)
+    n_basis: int = 64  # p per field (F p in all)
     activation: str = "tanh"  # "tanh" | "gelu" | "sin"
     # Gaussian random Fourier features of the scaled (x, y, sdf) for the trunk; 0 = off.
     n_fourier: int = 32
     fourier_scale: float = 1.0
     sensor_std_floor: float = 1e-3  # far sensors barely move with the geometry: cap the z-gain
-    # The trunk sees sign(sdf) |sdf|^sdf_power: below 1 it spreads the near-wall band (half the
-    # points lie within 0.005-0.25 chords of a wall, log-uniform) over more of [-1, 1].
+    # The trunk sees sign(sdf) |sdf|^sdf_power: below 1 it spreads a near-wall band (around
+    # airfoils half the points lie within 0.005-0.25 chords of a wall) over more of [-1, 1].
     sdf_power: float = 1.0
-    # "none": z-scored u, v, Cp (the plain DeepONet). "freestream": z-scored
-    # ((u - V cos a) / V, (v - V sin a) / V, Cp), i.e. the disturbance in units of the free
-    # stream, which is what potential flow makes independent of V.
-    reference: str = "none"
     # Training.
     lr: float = 2e-3
     lr_final: float = 2e-5  # cosine decay from lr to lr_final over the step budget
@@ -182,11 +144,11 @@ class GeometryDeepONetConfig:
     # Normalisation, from the training split.
     box: tuple[float, ...] = ()  # (x0, x1, y0, y1)
     sdf_range: tuple[float, ...] = ()  # (lo, hi) of the field points' signed distance
-    condition_lo: tuple[float, ...] = ()  # (aoa_deg, speed)
+    condition_lo: tuple[float, ...] = ()  # (K,)
     condition_hi: tuple[float, ...] = ()
     sensor_mean: tuple[float, ...] = ()  # (P,)
     sensor_std: tuple[float, ...] = ()
-    field_mean: tuple[float, ...] = ()  # (3,) u, v, cp
+    field_mean: tuple[float, ...] = ()  # (F,)
     field_std: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
@@ -210,8 +172,6 @@ class GeometryDeepONetConfig:
             raise ValueError("n_fourier must be >= 0")
         if self.sdf_power <= 0:
             raise ValueError(f"sdf_power must be > 0, got {self.sdf_power}")
-        if self.reference not in REFERENCES:
-            raise ValueError(f"reference must be one of {REFERENCES}, got {self.reference!r}")
 
     @property
     def n_sensors(self) -> int:
@@ -219,7 +179,15 @@ class GeometryDeepONetConfig:
 
     @property
     def fitted(self) -> bool:
-        return len(self.field_std) == len(FIELDS)
+        return len(self.field_std) > 0
+
+    @property
+    def n_fields(self) -> int:
+        return len(self.field_std)
+
+    @property
+    def n_conditions(self) -> int:
+        return len(self.condition_lo)
 
     def sensors(self) -> np.ndarray:
         return sensor_grid((self.sensor_nx, self.sensor_ny), np.asarray(self.box).reshape(2, 2))
@@ -263,18 +231,18 @@ class ModifiedMLP(nn.Module):
 
 
 class GeometryDeepONet(nn.Module):
-    """(sensor_sdf (B, P), conditions (B, 2), points (B, N, 2), sdf (B, N)) -> (B, N, 3)."""
+    """(sensor_sdf (B, P), conditions (B, K), points (B, N, 2), sdf (B, N)) -> (B, N, F)."""
 
     sensor_mean: torch.Tensor  # (P,)
     sensor_std: torch.Tensor  # (P,)
-    condition_lo: torch.Tensor  # (2,)
-    condition_hi: torch.Tensor  # (2,)
+    condition_lo: torch.Tensor  # (K,)
+    condition_hi: torch.Tensor  # (K,)
     coord_lo: torch.Tensor  # (3,) x, y, sdf
     coord_hi: torch.Tensor  # (3,)
-    field_mean: torch.Tensor  # (3,)
-    field_std: torch.Tensor  # (3,)
+    field_mean: torch.Tensor  # (F,)
+    field_std: torch.Tensor  # (F,)
     fourier: torch.Tensor  # (3, n_fourier) rad per unit of scaled coordinate
-    groups: torch.Tensor  # (3 p, 3) 0/1: column c sums basis group c
+    groups: torch.Tensor  # (F p, F) 0/1: column c sums basis group c
 
     def __init__(self, cfg: GeometryDeepONetConfig) -> None:
         super().__init__()
@@ -300,11 +268,15 @@ class GeometryDeepONet(nn.Module):
             "fourier",
             2.0 * math.pi * cfg.fourier_scale * torch.randn(3, cfg.n_fourier, generator=gen),
         )
-        p, n_fields = cfg.n_basis, len(FIELDS)
-        buf("groups", torch.repeat_interleave(torch.eye(n_fields), p, dim=0))  # (3p, 3)
+        p, n_fields = cfg.n_basis, cfg.n_fields
+        buf("groups", torch.repeat_interleave(torch.eye(n_fields), p, dim=0))  # (Fp, F)
 
         self.branch = ModifiedMLP(
-            cfg.n_sensors + 2, cfg.branch_width, cfg.branch_depth, n_fields * p, cfg.activation
+            cfg.n_sensors + cfg.n_conditions,
+            cfg.branch_width,
+            cfg.branch_depth,
+            n_fields * p,
+            cfg.activation,
         )
         self.trunk = ModifiedMLP(
             3 + 2 * cfg.n_fourier, cfg.trunk_width, cfg.trunk_depth, n_fields * p, cfg.activation
@@ -314,13 +286,13 @@ class GeometryDeepONet(nn.Module):
     def branch_coefficients(
         self, sensor_sdf: torch.Tensor, conditions: torch.Tensor
     ) -> torch.Tensor:
-        """(B, P), (B, 2) -> (B, 3 p)."""
+        """(B, P), (B, K) -> (B, F p)."""
         s = (sensor_sdf - self.sensor_mean) / self.sensor_std  # (B, P)
         c = 2.0 * (conditions - self.condition_lo) / (self.condition_hi - self.condition_lo) - 1.0
-        return self.branch(torch.cat([s, c], dim=-1))  # (B, 3p)
+        return self.branch(torch.cat([s, c], dim=-1))  # (B, Fp)
 
     def trunk_basis(self, points: torch.Tensor, sdf: torch.Tensor) -> torch.Tensor:
-        """(B, N, 2), (B, N) -> (B, N, 3 p)."""
+        """(B, N, 2), (B, N) -> (B, N, F p)."""
         if self.cfg.sdf_power != 1.0:
             sdf = torch.sign(sdf) * torch.abs(sdf) ** self.cfg.sdf_power
         q = torch.cat([points, sdf.unsqueeze(-1)], dim=-1)  # (B, N, 3)
@@ -328,7 +300,7 @@ class GeometryDeepONet(nn.Module):
         if self.cfg.n_fourier:
             phase = q @ self.fourier  # (B, N, n_fourier)
             q = torch.cat([q, torch.sin(phase), torch.cos(phase)], dim=-1)  # (B, N, 3 + 2F)
-        return self.trunk(q)  # (B, N, 3p)
+        return self.trunk(q)  # (B, N, Fp)
 
     def forward_normalised(
         self,
@@ -337,11 +309,11 @@ class GeometryDeepONet(nn.Module):
         points: torch.Tensor,
         sdf: torch.Tensor,
     ) -> torch.Tensor:
-        """z-scored (B, N, 3): what the loss sees, so u, v and Cp weigh the same."""
-        coef = self.branch_coefficients(sensor_sdf, conditions)  # (B, 3p)
-        basis = self.trunk_basis(points, sdf)  # (B, N, 3p)
-        # (B, N, 3p) @ (3p, 3): each field's p products summed within its own group.
-        return (basis * coef.unsqueeze(1)) @ self.groups + self.bias  # (B, N, 3)
+        """z-scored (B, N, F): what the loss sees, so every field weighs the same."""
+        coef = self.branch_coefficients(sensor_sdf, conditions)  # (B, Fp)
+        basis = self.trunk_basis(points, sdf)  # (B, N, Fp)
+        # (B, N, Fp) @ (Fp, F): each field's p products summed within its own group.
+        return (basis * coef.unsqueeze(1)) @ self.groups + self.bias  # (B, N, F)
 
     def forward(
         self,
@@ -350,63 +322,34 @@ class GeometryDeepONet(nn.Module):
         points: torch.Tensor,
         sdf: torch.Tensor,
     ) -> torch.Tensor:
-        """Physical [u, v, cp] (B, N, 3)."""
+        """Physical fields (B, N, F)."""
         z = self.forward_normalised(sensor_sdf, conditions, points, sdf)
-        y = z * self.field_std + self.field_mean  # (B, N, 3)
-        if self.cfg.reference == "none":
-            return y
-        offset, scale = freestream_reference(conditions)  # (B, 3) each
-        return offset.unsqueeze(1) + scale.unsqueeze(1) * y
+        return z * self.field_std + self.field_mean  # (B, N, F)
 
-    def normalise_targets(self, fields: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-        """Physical (B, N, 3) -> what forward_normalised is trained to output."""
-        return (reference_targets(fields, conditions, self.cfg.reference) - self.field_mean) / (
-            self.field_std
-        )
+    def normalise_targets(self, fields: torch.Tensor) -> torch.Tensor:
+        """Physical (B, N, F) -> what forward_normalised is trained to output."""
+        return (fields - self.field_mean) / self.field_std
 
 
 def _sdf_feature(value: float, power: float) -> float:
     return math.copysign(abs(value) ** power, value)
 
 
-def freestream_reference(conditions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, 2) [aoa_deg, speed] -> offset [V cos a, V sin a, 0] and scale [V, V, 1], (B, 3)."""
-    alpha = conditions[:, 0] * (math.pi / 180.0)
-    speed = conditions[:, 1]
-    offset = torch.stack([speed * torch.cos(alpha), speed * torch.sin(alpha), 0.0 * speed], -1)
-    scale = torch.stack([speed, speed, torch.ones_like(speed)], -1)
-    return offset, scale
-
-
-def reference_targets(
-    fields: torch.Tensor, conditions: torch.Tensor, reference: str
-) -> torch.Tensor:
-    """(B, N, 3) physical fields -> the un-z-scored quantities the model learns."""
-    if reference == "none":
-        return fields
-    offset, scale = freestream_reference(conditions)  # (B, 3)
-    return (fields - offset.unsqueeze(1)) / scale.unsqueeze(1)
-
-
 # --------------------------------------------------------------------------- training
 
 
 def fit_normalisation(
-    cfg: GeometryDeepONetConfig, train: SplitLike, train_sensor_sdf: np.ndarray
+    cfg: GeometryDeepONetConfig, train: Split, train_sensor_sdf: np.ndarray
 ) -> GeometryDeepONetConfig:
     """A copy of `cfg` with every normalisation statistic taken from the training split."""
-    box = split_box(train)  # (2, 2)
-    sdf = np.asarray(train.sdf, dtype=np.float64)
-    cond = np.asarray(train.conditions, dtype=np.float64)  # (S, 2)
+    box = train.box  # (2, 2)
+    real = valid_mask(train.sdf.shape, train.n_points)  # (S, N)
+    sdf = np.asarray(train.sdf[real], dtype=np.float64)
+    cond = np.asarray(train.conditions, dtype=np.float64)  # (S, K)
     lo, hi = cond.min(axis=0), cond.max(axis=0)
-    # A split with a single angle or speed (tiny test data) still needs a non-zero span.
+    # A split with a single value of a condition (tiny test data) still needs a non-zero span.
     hi = np.where(hi - lo > 1e-6, hi, lo + 1.0)
-    targets = reference_targets(
-        torch.as_tensor(train.fields, dtype=torch.float64),
-        torch.as_tensor(train.conditions, dtype=torch.float64),
-        cfg.reference,
-    )
-    fields = targets.numpy().reshape(-1, len(FIELDS))  # (S*N, 3)
+    fields = np.asarray(train.fields[real], dtype=np.float64)  # (R, F)
     sensors = np.asarray(train_sensor_sdf, dtype=np.float64)  # (S, P)
     return dataclasses.replace(
         cfg,
@@ -424,18 +367,18 @@ def fit_normalisation(
 @torch.no_grad()
 def predict_torch(
     model: GeometryDeepONet,
-    split: SplitLike,
+    split: Split,
     split_sensor_sdf: np.ndarray,
     dense: bool = False,
     max_points: int = 65536,
 ) -> np.ndarray:
-    """The torch module over a whole split, in sample chunks: (S, N, 3) float32."""
+    """The torch module over a whole split, in sample chunks: (S, N, F) float32."""
     points, sdf = _query_arrays(split, dense)
     dev = next(model.parameters()).device
     was_training = model.training
     model.eval()
     chunk = max(1, max_points // points.shape[1])
-    out = np.empty((*points.shape[:2], len(FIELDS)), dtype=np.float32)
+    out = np.empty((*points.shape[:2], model.cfg.n_fields), dtype=np.float32)
     for a in range(0, len(points), chunk):
         b = slice(a, a + chunk)
         inputs = (split_sensor_sdf[b], split.conditions[b], points[b], sdf[b])
@@ -448,11 +391,11 @@ def _tensor(x: np.ndarray, dev: torch.device) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x, dtype=np.float32), device=dev)
 
 
-def _query_arrays(split: SplitLike, dense: bool) -> tuple[np.ndarray, np.ndarray]:
+def _query_arrays(split: Split, dense: bool) -> tuple[np.ndarray, np.ndarray]:
     if not dense:
         return split.points, split.sdf
     if split.dense_points is None or split.dense_sdf is None:
-        raise ValueError("this split has no dense point set (only test splits carry one)")
+        raise ValueError(f"{split.path} has no dense point set (only test splits carry one)")
     return split.dense_points, split.dense_sdf
 
 
@@ -465,8 +408,8 @@ def _lr_at(cfg: GeometryDeepONetConfig, step: int, steps: int) -> float:
 
 
 def train_geometry_deeponet(
-    train: SplitLike,
-    val: SplitLike,
+    train: Split,
+    val: Split,
     cfg: GeometryDeepONetConfig,
     steps: int,
     device: str | torch.device = "cpu",
@@ -474,11 +417,12 @@ def train_geometry_deeponet(
 ) -> GeometryDeepONet:
     """Adam on z-scored MSE, `batch_samples` geometries x `batch_points` random points of each
     per step; validated every `val_every` steps and returned with its best validation weights
-    (mean rel_l2 over u, v, cp), in eval mode on `device`."""
+    (mean rel_l2 over the fields), in eval mode on `device`."""
     dev = torch.device(device)
-    sensors = sensor_grid((cfg.sensor_nx, cfg.sensor_ny), split_box(train))
-    train_s = sensor_sdf(train.surfaces, train.n_elements, sensors)  # (S, P)
-    val_s = sensor_sdf(val.surfaces, val.n_elements, sensors)
+    names = train.schema.field_names
+    sensors = sensor_grid((cfg.sensor_nx, cfg.sensor_ny), train.box)
+    train_s = sensor_sdf(train, sensors)  # (S, P)
+    val_s = sensor_sdf(val, sensors)
     cfg = fit_normalisation(cfg, train, train_s)
     # Seeded initialisation without disturbing the caller's global RNG stream.
     with torch.random.fork_rng(devices=[]):
@@ -487,12 +431,13 @@ def train_geometry_deeponet(
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
 
-    s_all, c_all = _tensor(train_s, dev), _tensor(train.conditions, dev)  # (S, P), (S, 2)
+    s_all, c_all = _tensor(train_s, dev), _tensor(train.conditions, dev)  # (S, P), (S, K)
     x_all = _tensor(train.points, dev)  # (S, N, 2)
     d_all = _tensor(train.sdf, dev)  # (S, N)
-    f_all = _tensor(train.fields, dev)  # (S, N, 3)
+    f_all = _tensor(train.fields, dev)  # (S, N, F)
+    counts = torch.as_tensor(train.n_points, dtype=torch.long, device=dev)  # (S,)
     n_samples, n_points = d_all.shape
-    z_all = model.normalise_targets(f_all, c_all)  # (S, N, 3)
+    z_all = model.normalise_targets(f_all)  # (S, N, F)
     b, m = min(cfg.batch_samples, n_samples), min(cfg.batch_points, n_points)
 
     best_val, best_state = math.inf, copy.deepcopy(model.state_dict())
@@ -503,7 +448,9 @@ def train_geometry_deeponet(
         for group in opt.param_groups:
             group["lr"] = _lr_at(cfg, step, steps)
         idx = torch.randperm(n_samples, generator=gen, device=dev)[:b]  # (b,)
-        pts = torch.randint(0, n_points, (b, m), generator=gen, device=dev)  # (b, m)
+        # Each sample's own points only (samples may have different counts).
+        u = torch.rand((b, m), generator=gen, device=dev)
+        pts = (u * counts[idx, None]).long().clamp_max(n_points - 1)  # (b, m)
         rows = idx[:, None]  # (b, 1) broadcasts against (b, m)
         pred = model.forward_normalised(s_all[idx], c_all[idx], x_all[rows, pts], d_all[rows, pts])
         loss = torch.mean((pred - z_all[rows, pts]) ** 2)
@@ -516,7 +463,8 @@ def train_geometry_deeponet(
         running_n += 1
         bar.update(1)
         if (step + 1) % cfg.val_every == 0 or step + 1 == steps:
-            errors = rel_l2_fields(predict_torch(model, val, val_s), val.fields)
+            val_pred = predict_torch(model, val, val_s)
+            errors = rel_l2_fields(val_pred, val.fields, names, val.n_points)
             mean_err = float(np.mean(list(errors.values())))
             model.history.append(
                 {
@@ -567,7 +515,7 @@ def load_geometry_deeponet(
 
 def export_geometry_deeponet(model: GeometryDeepONet, path: str | Path) -> Path:
     """One graph: sensor_sdf (B, P), conditions (B, 2), points (B, N, 2), sdf (B, N) ->
-    fields (B, N, 3) physical [u, v, cp]; B and N dynamic. The sensor grid is written into the
+    fields (B, N, F) physical; B and N dynamic. The sensor grid is written into the
     graph's metadata so a reader can sample the SDF where the branch expects it."""
     path = Path(path)
     cpu = copy.deepcopy(model).cpu().eval()
@@ -605,7 +553,6 @@ def export_geometry_deeponet(model: GeometryDeepONet, path: str | Path) -> Path:
         graph = onnx.load(str(tmp))
         meta = {
             "family": FAMILY,
-            "fields": ",".join(FIELDS),
             "sensor_grid": json.dumps(
                 {
                     "shape": [cfg.sensor_nx, cfg.sensor_ny],
@@ -632,23 +579,24 @@ class OnnxGeometryDeepONet:
         meta = self.session.get_modelmeta().custom_metadata_map
         grid = json.loads(meta["sensor_grid"]) if "sensor_grid" in meta else None
         if grid is None:
-            self.sensors = sensor_grid()
-        else:
-            nx, ny = (int(v) for v in grid["shape"])
-            self.sensors = sensor_grid((nx, ny), np.asarray(grid["box"]))
+            raise ValueError(f"{path}: no sensor_grid in the graph's metadata")
+        nx, ny = (int(v) for v in grid["shape"])
+        self.sensors = sensor_grid((nx, ny), np.asarray(grid["box"]))
         n_in = self.session.get_inputs()[0].shape[1]
         if n_in != len(self.sensors):
             raise ValueError(f"{path}: graph expects {n_in} sensors, grid has {len(self.sensors)}")
+        self.n_fields = int(self.session.get_outputs()[0].shape[-1])
         self._cache: dict[str, np.ndarray] = {}
 
-    def sensor_sdf(self, surfaces: np.ndarray, n_elements: np.ndarray) -> np.ndarray:
-        """(S, 2, K+1, 2), (S,) -> (S, P); cached per geometry set (the split's dense and
-        training-density predictions share it)."""
+    def sensor_sdf(self, split: Split) -> np.ndarray:
+        """(S, P); cached per geometry set (a split's dense and training-density predictions
+        share it)."""
         key = hashlib.sha1(
-            np.ascontiguousarray(surfaces).tobytes() + np.asarray(n_elements).tobytes()
+            np.ascontiguousarray(split.polylines_padded).tobytes()
+            + np.asarray(split.n_vertices).tobytes()
         ).hexdigest()
         if key not in self._cache:
-            self._cache[key] = sensor_sdf(surfaces, n_elements, self.sensors)
+            self._cache[key] = sensor_sdf(split, self.sensors)
         return self._cache[key]
 
     def run(
@@ -662,12 +610,12 @@ class OnnxGeometryDeepONet:
         }
         return np.asarray(self.session.run(None, feeds)[0])
 
-    def predict(self, split: SplitLike, dense: bool = False, max_points: int = 65536) -> np.ndarray:
-        """(S, N, 3) [u, v, cp] at the split's points (or its dense points)."""
+    def predict(self, split: Split, dense: bool = False, max_points: int = 65536) -> np.ndarray:
+        """(S, N, F) at the split's points (or its dense points), padded like them."""
         points, sdf = _query_arrays(split, dense)
-        sensors = self.sensor_sdf(split.surfaces, split.n_elements)  # (S, P)
+        sensors = self.sensor_sdf(split)  # (S, P)
         chunk = max(1, max_points // points.shape[1])
-        out = np.empty((*points.shape[:2], len(FIELDS)), dtype=np.float32)
+        out = np.empty((*points.shape[:2], self.n_fields), dtype=np.float32)
         for a in range(0, len(points), chunk):
             b = slice(a, a + chunk)
             out[b] = self.run(sensors[b], split.conditions[b], points[b], sdf[b])

@@ -1,4 +1,4 @@
-"""enf2enf after Catalani et al. (2025): equivariant neural fields from geometry to flow field.
+"""enf2enf after Catalani et al. (2025): equivariant neural fields from geometry to fields.
 
 A geometry becomes a latent point cloud: L latents at fixed positions p_i on a grid over the
 body region (normalised [-1, 1] coordinates), each with a context vector c_i. The contexts are
@@ -7,11 +7,16 @@ c <- c - alpha * grad_c(loss) with learned per-dimension step sizes alpha (Meta-
 make an SDF neural field reproduce the signed distance at the encoder points. Meta-training
 backpropagates through those steps (second order).
 
-The field decoder appends the global parameters (angle of attack, speed; min-max scaled) to
-every context, z-scores them, mixes the latents with self-attention, then lets every query
-point cross-attend to all latents through its relative position x - p_i (random Fourier
-features, value modulation, Gaussian window). The query coordinates carry the signed distance
-as a third coordinate.
+The field decoder appends the global conditions (an airfoil's angle of attack and speed, a
+cell's load; min-max scaled) to every context, z-scores them, mixes the latents with
+self-attention, then lets every query point cross-attend to all latents through its relative
+position x - p_i (random Fourier features, value modulation, Gaussian window). The query
+coordinates carry the signed distance as a third coordinate.
+
+Nothing here knows the problem: field and condition counts come from the dataset, and two
+optional output transforms encode physics a problem may have (`field_scale`: a field is
+proportional to a condition, as velocity to the free-stream speed or stress to the load;
+`superposition`: potential flow is linear in the free-stream direction).
 
 Every normalisation (coordinates, SDF, conditions, latent z-score, field z-score) is a buffer
 inside the module, so the exported graphs take physical units in and give physical units out.
@@ -26,8 +31,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-N_FIELDS = 3  # u, v, cp
-N_CONDITIONS = 2  # aoa_deg, speed
 ALPHA_MIN, ALPHA_MAX = 1e-6, 10.0  # inner-loop step-size clamp, as the authors' code
 
 
@@ -35,7 +38,10 @@ ALPHA_MIN, ALPHA_MAX = 1e-6, 10.0  # inner-loop step-size clamp, as the authors'
 class Enf2EnfConfig:
     """Hyperparameters (saved with every checkpoint). Defaults are the configuration verified
     on a GPU (configs/airfoil-enf2enf.yaml); the paper's widths are 128 (encoder) and 256
-    (decoder)."""
+    (decoder). n_fields and n_conditions are the dataset's (training fills them in)."""
+
+    n_fields: int = 3
+    n_conditions: int = 2
 
     latent_grid: int = 3  # latents on a latent_grid x latent_grid grid (paper: 3 x 3)
     latent_dim: int = 16  # context vector size (paper: 8)
@@ -59,24 +65,40 @@ class Enf2EnfConfig:
     dec_rff_scale_q: float = 1.0
     dec_rff_scale_v: float = 1.0
     out_width: int = 128
-    # Potential flow is linear in the free-stream speed: predict (u, v) / speed and Cp, and
-    # multiply back inside the graph (a deviation from the paper, which appends speed only).
-    scale_by_speed: bool = True
-    # Potential flow is also linear in the free-stream direction: (u, v) / speed =
-    # cos(a) A(x) + sin(a) B(x). When set, the head outputs A, B and Cp and the graph combines
-    # them (a deviation from the paper's plain output MLP; Cp stays a direct output).
-    superposition: bool = True
+    # Per field, the index of the condition it is proportional to (-1: none); empty = none.
+    # The head predicts field / condition and the graph multiplies back (a deviation from the
+    # paper, which appends conditions only): potential-flow velocities scale with the speed,
+    # small-strain stresses with the load.
+    field_scale: tuple[int, ...] = ()
+    # Potential flow is linear in the free-stream direction: (u, v) / speed =
+    # cos(a) A(x) + sin(a) B(x), with fields 0, 1 the velocity and condition 0 the angle of
+    # attack in degrees. When set, the head outputs A, B and the other fields and the graph
+    # combines them (a deviation from the paper's plain output MLP).
+    superposition: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("latent_grid", "latent_dim", "enc_hidden", "dec_hidden", "out_width"):
+        names = ("n_fields", "latent_grid", "latent_dim", "enc_hidden", "dec_hidden", "out_width")
+        for name in names:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if self.inner_steps < 0:
             raise ValueError("inner_steps must be >= 0")
         if self.enc_hidden % self.enc_heads or self.dec_hidden % self.dec_heads:
             raise ValueError("enc_hidden / dec_hidden must be divisible by their head counts")
-        if self.superposition and not self.scale_by_speed:
-            raise ValueError("superposition predicts (u, v) / speed: it needs scale_by_speed")
+        self.field_scale = tuple(int(v) for v in self.field_scale)
+        if self.field_scale and len(self.field_scale) != self.n_fields:
+            raise ValueError(f"field_scale needs one entry per field ({self.n_fields})")
+        if any(not -1 <= v < self.n_conditions for v in self.field_scale):
+            raise ValueError(
+                f"field_scale entries must be -1 or a condition index < {self.n_conditions}"
+            )
+        if self.superposition and (
+            self.n_fields < 2 or self.n_conditions < 1 or self.field_scale[:2] != (1, 1)
+        ):
+            raise ValueError(
+                "superposition needs fields 0, 1 = velocity scaled by condition 1 (speed), "
+                "condition 0 = the angle of attack: field_scale [1, 1, ...]"
+            )
         if len(self.latent_bbox) != 4:
             raise ValueError(f"latent_bbox must be (x0, x1, y0, y1), got {self.latent_bbox}")
 
@@ -245,7 +267,7 @@ class FieldDecoder(nn.Module):
 
     def __init__(self, cfg: Enf2EnfConfig, gen: torch.Generator) -> None:
         super().__init__()
-        self.stem = mlp(cfg.latent_dim + N_CONDITIONS, cfg.dec_hidden, cfg.dec_hidden)
+        self.stem = mlp(cfg.latent_dim + cfg.n_conditions, cfg.dec_hidden, cfg.dec_hidden)
         self.blocks = nn.ModuleList(
             SelfAttentionBlock(cfg.dec_hidden, cfg.dec_heads) for _ in range(cfg.dec_blocks)
         )
@@ -263,11 +285,12 @@ class FieldDecoder(nn.Module):
             nn.GELU(),
             nn.Linear(cfg.out_width, cfg.out_width),
             nn.GELU(),
-            nn.Linear(cfg.out_width, 5 if cfg.superposition else N_FIELDS),
+            # Superposition: A and B (2 each) in place of the two velocity components.
+            nn.Linear(cfg.out_width, cfg.n_fields + 2 * cfg.superposition),
         )
 
     def forward(self, z: torch.Tensor, p3: torch.Tensor, x3: torch.Tensor) -> torch.Tensor:
-        """z (B, L, C+2) z-scored, p3 (L, 3) positions with sdf 0, x3 (B, N, 3) -> (B, N, 3)."""
+        """z (B, L, C+K) z-scored, p3 (L, 3) positions with sdf 0, x3 (B, N, 3) -> (B, N, F)."""
         a = self.stem(z)  # (B, L, H)
         for block in self.blocks:
             a = block(a)
@@ -278,34 +301,35 @@ class Enf2Enf(nn.Module):
     """Geometry encoder and field decoder with every normalisation as a buffer."""
 
     positions: torch.Tensor  # (L, 2) latent positions, normalised
-    box_lo: torch.Tensor  # (2,) physical box, chords
+    box_lo: torch.Tensor  # (2,) physical box, dataset length units
     box_hi: torch.Tensor
-    sdf_lo: torch.Tensor  # () SDF min-max range, chords
+    sdf_lo: torch.Tensor  # () SDF min-max range
     sdf_hi: torch.Tensor
-    cond_lo: torch.Tensor  # (2,) condition ranges [aoa_deg, speed]
+    cond_lo: torch.Tensor  # (K,) condition ranges
     cond_hi: torch.Tensor
-    latent_mean: torch.Tensor  # (L, C+2) z-score of [contexts, scaled conditions]
+    latent_mean: torch.Tensor  # (L, C+K) z-score of [contexts, scaled conditions]
     latent_std: torch.Tensor
-    field_mean: torch.Tensor  # (3,) z-score of the (speed-scaled) targets
+    field_mean: torch.Tensor  # (F,) z-score of the (condition-scaled) targets
     field_std: torch.Tensor
 
     def __init__(self, cfg: Enf2EnfConfig) -> None:
         super().__init__()
         self.cfg = cfg
         gen = torch.Generator().manual_seed(cfg.rff_seed)
-        nl, c = cfg.n_latents, cfg.latent_dim
+        nl, c, k, f = cfg.n_latents, cfg.latent_dim, cfg.n_conditions, cfg.n_fields
         self.register_buffer("positions", latent_positions(cfg))
+        # Placeholders: training fits every one of them to its dataset before the first step.
         for name, value in (
-            ("box_lo", torch.tensor([-0.5, -0.75])),
-            ("box_hi", torch.tensor([1.5, 0.75])),
-            ("sdf_lo", torch.tensor(-0.2)),
+            ("box_lo", -torch.ones(2)),
+            ("box_hi", torch.ones(2)),
+            ("sdf_lo", torch.tensor(-1.0)),
             ("sdf_hi", torch.tensor(1.0)),
-            ("cond_lo", torch.tensor([-5.0, 0.5])),
-            ("cond_hi", torch.tensor([12.0, 1.5])),
-            ("latent_mean", torch.zeros(nl, c + N_CONDITIONS)),
-            ("latent_std", torch.ones(nl, c + N_CONDITIONS)),
-            ("field_mean", torch.zeros(N_FIELDS)),
-            ("field_std", torch.ones(N_FIELDS)),
+            ("cond_lo", -torch.ones(k)),
+            ("cond_hi", torch.ones(k)),
+            ("latent_mean", torch.zeros(nl, c + k)),
+            ("latent_std", torch.ones(nl, c + k)),
+            ("field_mean", torch.zeros(f)),
+            ("field_std", torch.ones(f)),
         ):
             self.register_buffer(name, value)
         self.c0 = nn.Parameter(torch.zeros(nl, c))  # shared initial code (learned)
@@ -336,7 +360,7 @@ class Enf2Enf(nn.Module):
     def encode(
         self, points: torch.Tensor, sdf: torch.Tensor, create_graph: bool = False
     ) -> torch.Tensor:
-        """(B, M, 2) points, (B, M) SDF in chords -> (B, L, C) contexts after K inner steps.
+        """(B, M, 2) points, (B, M) SDF -> (B, L, C) contexts after the inner steps.
 
         Needs autograd even at inference (call under torch.enable_grad()); create_graph=True
         keeps the second-order graph for meta-training.
@@ -367,15 +391,15 @@ class Enf2Enf(nn.Module):
         points: torch.Tensor,
         sdf: torch.Tensor,
     ) -> torch.Tensor:
-        """(B, L, C) contexts, (B, 2) [aoa_deg, speed], (B, N, 2), (B, N) -> (B, N, 3) z-scored
-        (speed-scaled) fields: what the training loss compares."""
+        """(B, L, C) contexts, (B, K) conditions, (B, N, 2), (B, N) -> (B, N, F) z-scored
+        (condition-scaled) fields: what the training loss compares."""
         nl = latents.shape[1]
-        cond = self.scaled_conditions(conditions)[:, None, :].expand(-1, nl, -1)  # (B, L, 2)
+        cond = self.scaled_conditions(conditions)[:, None, :].expand(-1, nl, -1)  # (B, L, K)
         z = (torch.cat([latents, cond], dim=-1) - self.latent_mean) / self.latent_std
         x3 = torch.cat([self.norm_points(points), self.norm_sdf(sdf)[..., None]], dim=-1)
         # Latents sit at SDF coordinate 0: the third relative coordinate is the query's SDF.
         p3 = F.pad(self.positions, (0, 1))  # (L, 3)
-        out = self.decoder(z, p3, x3)  # (B, N, 3), or (B, N, 5) = [A_u, A_v, B_u, B_v, cp]
+        out = self.decoder(z, p3, x3)  # (B, N, F), or (B, N, F+2) = [A_u, A_v, B_u, B_v, ...]
         if not self.cfg.superposition:
             return out
         a = conditions[:, 0, None, None] * (math.pi / 180.0)  # (B, 1, 1) radians
@@ -383,7 +407,7 @@ class Enf2Enf(nn.Module):
         ab = out[..., :4] + torch.tensor([1.0, 0.0, 0.0, 1.0], device=out.device)
         uv = torch.cos(a) * ab[..., 0:2] + torch.sin(a) * ab[..., 2:4]  # (B, N, 2) u/V, v/V
         uv_z = (uv - self.field_mean[:2]) / self.field_std[:2]
-        return torch.cat([uv_z, out[..., 4:5]], dim=-1)  # (B, N, 3) z-scored like the targets
+        return torch.cat([uv_z, out[..., 4:]], dim=-1)  # (B, N, F) z-scored like the targets
 
     def decode(
         self,
@@ -392,21 +416,22 @@ class Enf2Enf(nn.Module):
         points: torch.Tensor,
         sdf: torch.Tensor,
     ) -> torch.Tensor:
-        """Same inputs as decode_normalised -> (B, N, 3) physical [u, v, cp]."""
+        """Same inputs as decode_normalised -> (B, N, F) physical fields."""
         out = self.decode_normalised(latents, conditions, points, sdf)
-        return (out * self.field_std + self.field_mean) * self.speed_scale(conditions)
+        return (out * self.field_std + self.field_mean) * self.condition_scale(conditions)
 
     def normalised_fields(self, fields: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-        """(B, N, 3) physical targets -> what the decoder's last layer is trained to output."""
-        return (fields / self.speed_scale(conditions) - self.field_mean) / self.field_std
+        """(B, N, F) physical targets -> what the decoder's last layer is trained to output."""
+        return (fields / self.condition_scale(conditions) - self.field_mean) / self.field_std
 
-    def speed_scale(self, conditions: torch.Tensor) -> torch.Tensor:
-        """(B, 2) -> (B, 1, 3): [speed, speed, 1] when scale_by_speed, else ones."""
+    def condition_scale(self, conditions: torch.Tensor) -> torch.Tensor:
+        """(B, K) -> (B, 1, F): each field's scaling condition (field_scale), 1 where none."""
         ones = torch.ones_like(conditions[:, :1])  # (B, 1)
-        if not self.cfg.scale_by_speed:
-            return torch.cat([ones, ones, ones], dim=1)[:, None, :]
-        speed = conditions[:, 1:2]  # (B, 1)
-        return torch.cat([speed, speed, ones], dim=1)[:, None, :]
+        columns = [
+            conditions[:, k : k + 1] if k >= 0 else ones
+            for k in (self.cfg.field_scale or (-1,) * self.cfg.n_fields)
+        ]
+        return torch.cat(columns, dim=1)[:, None, :]  # (B, 1, F)
 
 
 class EncoderGraph(nn.Module):
@@ -422,7 +447,7 @@ class EncoderGraph(nn.Module):
 
 
 class DecoderGraph(nn.Module):
-    """Export wrapper: latents (L, C), conditions (2,), points (N, 2), sdf (N,) -> (N, 3)."""
+    """Export wrapper: latents (L, C), conditions (K,), points (N, 2), sdf (N,) -> (N, F)."""
 
     def __init__(self, model: Enf2Enf) -> None:
         super().__init__()

@@ -1,10 +1,11 @@
-"""Two-stage enf2enf training: resumable, validated, plotted; then the geometry DeepONet.
+"""Two-stage enf2enf training on any geometry dataset (training.geometry_data): resumable,
+validated, plotted; then the geometry DeepONet baseline.
 
 Stage 1 (steps [0, encoder_steps)): meta-learn the geometry encoder. Each step takes a batch of
 geometries, runs the K-step inner loop on all their encoder points from the shared initial code
 (the same computation the exported encoder does), and backpropagates through it (second order)
-the SDF error at those points plus a random subset of the field points (fluid side, clustered
-at the wall), so the codes describe the geometry beyond the points they were fitted to.
+the SDF error at those points plus a random subset of the field points (the domain side), so
+the codes describe the geometry beyond the points they were fitted to.
 
 Stage 2 (steps [encoder_steps, steps)): freeze the encoder, compute every sample's latents
 once, fix the latent z-score from them, and train the field decoder on random subsets of the
@@ -12,8 +13,11 @@ field points (`batch_points` per sample, `batch_samples` samples per step).
 
 One generator draws every batch of both stages; its state, the stage, the step and the
 optimiser of the current stage are in the checkpoint, so a resumed run equals an uninterrupted
-one. After the last step the geometry DeepONet baseline (training.airfoils.baselines) is
+one. After the last step the geometry DeepONet baseline (training.enf2enf.baselines) is
 trained on the same splits and saved beside the checkpoint.
+
+Samples may have different point counts (each its own mesh): points are drawn per sample among
+its own `n_points`, and validation measures each sample over its own points.
 """
 
 from __future__ import annotations
@@ -31,10 +35,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from training.airfoils.metrics import FIELDS, rel_l2_fields
-from training.airfoils.model import Enf2Enf, Enf2EnfConfig
-from training.common.config import from_dict, to_dict
+from training.common.config import ConfigError, from_dict, to_dict
 from training.common.files import atomic_path
+from training.enf2enf.metrics import rel_l2_fields, valid_mask
+from training.enf2enf.model import Enf2Enf, Enf2EnfConfig
+from training.geometry_data.format import Split, load_split
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +66,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # global-norm clipping
     val_every: int = 1000
     checkpoint_every: int = 1000
-    # Geometry DeepONet baseline (training.airfoils.baselines), trained after stage 2.
+    # Geometry DeepONet baseline (training.enf2enf.baselines), trained after stage 2.
     baseline_steps: int = 4000  # 0 = no baseline
     baseline: dict[str, Any] = field(default_factory=dict)  # GeometryDeepONetConfig fields
     seed: int = 0
@@ -80,7 +85,7 @@ class RunState:
     step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
-    best_val: float = math.inf  # mean rel_l2 over u, v, cp on val (stage 2)
+    best_val: float = math.inf  # mean rel_l2 over the fields on val (stage 2)
     seconds: float = 0.0
     encoder_seconds: float = 0.0
     baseline_seconds: float = 0.0
@@ -94,35 +99,30 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _load_split(data_dir: str | Path, split: str) -> Any:
-    from training.airfoils.dataset import load_split
-
-    return load_split(data_dir, split)
+def model_config(model_cfg: dict[str, Any], split: Split) -> Enf2EnfConfig:
+    """The model config with the dataset's field and condition counts filled in."""
+    counts = {
+        "n_fields": len(split.schema.field_names),
+        "n_conditions": len(split.schema.condition_names),
+    }
+    for key, value in counts.items():
+        if key in model_cfg and int(model_cfg[key]) != value:
+            raise ConfigError(f"model.{key} = {model_cfg[key]}, but the dataset has {value}")
+    return from_dict(Enf2EnfConfig, {**model_cfg, **counts}, "model")
 
 
 # --------------------------------------------------------------------------- normalisation
 
 
-def split_box(split: Any) -> np.ndarray:
-    """(2, 2) [[x0, x1], [y0, y1]] field box of a split (attrs, then config, then default)."""
-    raw = split.attrs.get("box") if "box" in split.attrs else split.config.get("box")
-    if isinstance(raw, str | bytes):
-        raw = json.loads(raw)
-    if raw is None:
-        from geometry.airfoils import BOX
-
-        raw = BOX
-    return np.asarray(raw, dtype=np.float64).reshape(2, 2)
-
-
-def fit_normalisation(model: Enf2Enf, train: Any) -> None:
+def fit_normalisation(model: Enf2Enf, train: Split) -> None:
     """Coordinate, SDF, condition and target statistics from the training split into the
     model's buffers (the latent z-score is fitted when stage 2 starts)."""
-    box = split_box(train)
-    sdf = np.concatenate([np.ravel(train.encoder_sdf), np.ravel(train.sdf)])
-    cond = np.asarray(train.conditions, dtype=np.float64)  # (S, 2)
+    box = train.box
+    real = valid_mask(train.sdf.shape, train.n_points)  # (S, N)
+    sdf = np.concatenate([np.ravel(train.encoder_sdf), train.sdf[real]])
+    cond = np.asarray(train.conditions, dtype=np.float64)  # (S, K)
     lo, hi = cond.min(axis=0), cond.max(axis=0)
-    hi = np.where(hi - lo > 1e-6, hi, lo + 1.0)  # one angle or speed only (tiny test data)
+    hi = np.where(hi - lo > 1e-6, hi, lo + 1.0)  # one value only (tiny test data)
     with torch.no_grad():
         model.box_lo.copy_(torch.as_tensor(box[:, 0]))
         model.box_hi.copy_(torch.as_tensor(box[:, 1]))
@@ -131,8 +131,8 @@ def fit_normalisation(model: Enf2Enf, train: Any) -> None:
         model.cond_lo.copy_(torch.as_tensor(lo))
         model.cond_hi.copy_(torch.as_tensor(hi))
         cond_t = torch.as_tensor(cond, dtype=torch.float32)
-        fields = torch.as_tensor(np.asarray(train.fields), dtype=torch.float32)  # (S, N, 3)
-        scaled = (fields / model.speed_scale(cond_t)).reshape(-1, len(FIELDS))  # (S*N, 3)
+        fields = torch.as_tensor(np.asarray(train.fields), dtype=torch.float32)  # (S, N, F)
+        scaled = (fields / model.condition_scale(cond_t))[torch.from_numpy(real)]  # (R, F)
         model.field_mean.copy_(scaled.mean(0))
         model.field_std.copy_(scaled.std(0).clamp_min(1e-6))
 
@@ -140,8 +140,8 @@ def fit_normalisation(model: Enf2Enf, train: Any) -> None:
 def fit_latent_stats(model: Enf2Enf, latents: torch.Tensor, conditions: torch.Tensor) -> None:
     """z-score per (latent, feature) of [contexts, scaled conditions] over the training set."""
     nl = latents.shape[1]
-    cond = model.scaled_conditions(conditions)[:, None, :].expand(-1, nl, -1)  # (S, L, 2)
-    z = torch.cat([latents, cond], dim=-1)  # (S, L, C+2)
+    cond = model.scaled_conditions(conditions)[:, None, :].expand(-1, nl, -1)  # (S, L, K)
+    z = torch.cat([latents, cond], dim=-1)  # (S, L, C+K)
     std = z.std(0)
     # A context dimension the encoder barely uses would otherwise be blown up into noise.
     floor = 1e-2 * float(std.mean()) + 1e-8
@@ -172,11 +172,11 @@ def decode_all(
     sdf: torch.Tensor,
     max_pairs: int = 1 << 20,
 ) -> torch.Tensor:
-    """Physical fields (S, N, 3) in chunks of samples and points that bound the memory of the
+    """Physical fields (S, N, F) in chunks of samples and points that bound the memory of the
     (N, L) pair tensors."""
     s, n = sdf.shape
     per = max(1, max_pairs // latents.shape[1])  # query points per chunk
-    out = torch.empty(s, n, len(FIELDS), device=sdf.device)
+    out = torch.empty(s, n, model.cfg.n_fields, device=sdf.device)
     for a in range(s):
         for b in range(0, n, per):
             out[a, b : b + per] = model.decode(
@@ -198,9 +198,11 @@ class TorchEnf2Enf:
         device: str | torch.device = "cpu",
     ) -> None:
         self.dataset_config: dict[str, Any] = {}
+        self.checkpoint: dict[str, Any] = {}
         if model is None:
             model, ckpt = load_model(run_dir or ".", device)
             self.dataset_config = ckpt["dataset_config"]
+            self.checkpoint = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer")}
         self.model, self.device = model, torch.device(device)
 
     def _t(self, x: np.ndarray) -> torch.Tensor:
@@ -214,7 +216,7 @@ class TorchEnf2Enf:
     def decode(
         self, latents: np.ndarray, conditions: np.ndarray, points: np.ndarray, sdf: np.ndarray
     ) -> np.ndarray:
-        """(L, C), (2,), (N, 2), (N,) -> (N, 3)."""
+        """(L, C), (K,), (N, 2), (N,) -> (N, F)."""
         out = decode_all(
             self.model,
             self._t(latents)[None],
@@ -250,13 +252,18 @@ def save_checkpoint(
     gen: torch.Generator,
     state: RunState,
     train_cfg: TrainConfig,
-    train_split: Any,
+    train_split: Split,
 ) -> None:
     payload = {
         "family": "enf2enf",
         "model_config": to_dict(model.cfg),
         "train_config": to_dict(train_cfg),
         "dataset_config": train_split.config,
+        # The dataset's own description (names, units, box): what export and evaluate need.
+        "dataset_attrs": {
+            **train_split.schema.attrs(),
+            "name": train_split.config.get("name", Path(train_split.path).parent.name),
+        },
         "data_command": str(train_split.attrs.get("command", "")),
         "model": model.state_dict(),
         "stage": stage,
@@ -285,13 +292,19 @@ class Tensors:
 
     enc_points: torch.Tensor  # (S, M, 2)
     enc_sdf: torch.Tensor  # (S, M)
-    points: torch.Tensor  # (S, N, 2)
+    points: torch.Tensor  # (S, N, 2), padded past each count
     sdf: torch.Tensor  # (S, N)
-    fields: torch.Tensor  # (S, N, 3)
-    conditions: torch.Tensor  # (S, 2)
+    fields: torch.Tensor  # (S, N, F)
+    conditions: torch.Tensor  # (S, K)
+    counts: torch.Tensor  # (S,) real points of each sample
+
+    def draw(self, rows: torch.Tensor, m: int, gen: torch.Generator) -> torch.Tensor:
+        """(b,) sample indices -> (b, m) random point indices, each among its sample's own."""
+        u = torch.rand((len(rows), m), generator=gen, device=gen.device)
+        return (u * self.counts[rows, None]).long().clamp_max(self.points.shape[1] - 1)
 
     @classmethod
-    def of(cls, split: Any, dev: torch.device) -> Tensors:
+    def of(cls, split: Split, dev: torch.device) -> Tensors:
         def t(x: np.ndarray) -> torch.Tensor:
             return torch.as_tensor(np.asarray(x, dtype=np.float32), device=dev)
 
@@ -302,6 +315,7 @@ class Tensors:
             t(split.sdf),
             t(split.fields),
             t(split.conditions),
+            torch.as_tensor(split.n_points, dtype=torch.long, device=dev),
         )
 
 
@@ -317,7 +331,7 @@ def encoder_loss(
     loss = ((model.reconstruct_sdf(c, data.enc_points[idx]) - target) ** 2).mean()
     if cfg.encoder_field_points > 0:
         m = min(cfg.encoder_field_points, n_f)
-        pts = torch.randint(0, n_f, (len(idx), m), generator=gen, device=gen.device)  # (B, m)
+        pts = data.draw(idx, m, gen)  # (B, m)
         rows = idx[:, None]  # (B, 1) broadcasts against (B, m)
         pred = model.reconstruct_sdf(c, data.points[rows, pts])  # (B, m)
         loss = 0.5 * (loss + ((pred - model.norm_sdf(data.sdf[rows, pts])) ** 2).mean())
@@ -334,12 +348,12 @@ def decoder_loss(
     n_s, n_f = data.sdf.shape
     b, m = min(cfg.batch_samples, n_s), min(cfg.batch_points, n_f)
     idx = torch.randperm(n_s, generator=gen, device=gen.device)[:b]  # (b,)
-    pts = torch.randint(0, n_f, (b, m), generator=gen, device=gen.device)  # (b, m)
+    pts = data.draw(idx, m, gen)  # (b, m)
     rows = idx[:, None]  # (b, 1)
     cond = data.conditions[idx]
     pred = model.decode_normalised(latents[idx], cond, data.points[rows, pts], data.sdf[rows, pts])
-    # MSE on z-scored targets, so u, v and Cp weigh the same.
-    target = model.normalised_fields(data.fields[rows, pts], cond)  # (b, m, 3)
+    # MSE on z-scored targets, so every field weighs the same.
+    target = model.normalised_fields(data.fields[rows, pts], cond)  # (b, m, F)
     return ((pred - target) ** 2).mean()
 
 
@@ -353,18 +367,19 @@ def validate_encoder(model: Enf2Enf, data: Tensors) -> dict[str, float]:
         after = ((model.reconstruct_sdf(lat, data.enc_points) - target) ** 2).mean()
         before = ((model.reconstruct_sdf(init, data.enc_points) - target) ** 2).mean()
         field_err = (model.reconstruct_sdf(lat, data.points) - model.norm_sdf(data.sdf)) ** 2
+        real = torch.arange(data.sdf.shape[1], device=data.sdf.device) < data.counts[:, None]
     return {
         "val_sdf_mse": float(after),
         "val_sdf_mse_init": float(before),
-        "val_sdf_mse_field": float(field_err.mean()),
+        "val_sdf_mse_field": float(field_err[real].mean()),
     }
 
 
 def validate_decoder(
-    model: Enf2Enf, data: Tensors, latents: torch.Tensor
+    model: Enf2Enf, data: Tensors, latents: torch.Tensor, names: tuple[str, ...]
 ) -> tuple[dict[str, float], np.ndarray]:
     pred = decode_all(model, latents, data.conditions, data.points, data.sdf).cpu().numpy()
-    errors = rel_l2_fields(pred, data.fields.cpu().numpy())
+    errors = rel_l2_fields(pred, data.fields.cpu().numpy(), names, data.counts.cpu().numpy())
     return {f"val_{k}": v for k, v in errors.items()}, pred
 
 
@@ -400,7 +415,8 @@ def train(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     dev = pick_device(device)
-    train_split, val_split = _load_split(data_dir, "train"), _load_split(data_dir, "val")
+    train_split, val_split = load_split(data_dir, "train"), load_split(data_dir, "val")
+    names = train_split.schema.field_names
     ckpt_path = run_dir / CHECKPOINT
     if fresh:
         (run_dir / BASELINE).unlink(missing_ok=True)
@@ -414,7 +430,7 @@ def train(
         state = from_dict(RunState, ckpt["state"], "state")
         log.info("resuming %s at step %d (%s stage)", ckpt_path, state.step, ckpt["stage"])
     else:
-        model = Enf2Enf(from_dict(Enf2EnfConfig, model_cfg, "model"))
+        model = Enf2Enf(model_config(model_cfg, train_split))
         fit_normalisation(model, train_split)
         model = model.to(dev)
     model.train()
@@ -491,7 +507,7 @@ def train(
                 entry.update(validate_encoder(model, va))
                 bar.set_postfix(loss=f"{entry['loss']:.3g}", sdf=f"{entry['val_sdf_mse']:.3g}")
             else:
-                errors, _ = validate_decoder(model, va, val_latents)
+                errors, _ = validate_decoder(model, va, val_latents, names)
                 entry.update(errors)
                 entry["val_rel_l2"] = float(np.mean(list(errors.values())))
                 state.best_val = min(state.best_val, entry["val_rel_l2"])
@@ -547,13 +563,13 @@ def _enter_decoder_stage(
 
 def _train_baseline(
     run_dir: Path,
-    train_split: Any,
-    val_split: Any,
+    train_split: Split,
+    val_split: Split,
     cfg: TrainConfig,
     dev: torch.device,
     progress: bool,
 ) -> None:
-    from training.airfoils.baselines import (
+    from training.enf2enf.baselines import (
         GeometryDeepONetConfig,
         save_geometry_deeponet,
         train_geometry_deeponet,
@@ -569,14 +585,14 @@ def _train_baseline(
 # --------------------------------------------------------------------------- outputs
 
 
-def _write_outputs(run_dir: Path, model: Enf2Enf, state: RunState, val: Any, va: Tensors) -> None:
+def _write_outputs(run_dir: Path, model: Enf2Enf, state: RunState, val: Split, va: Tensors) -> None:
     (run_dir / "history.json").write_text(json.dumps(state.history, indent=1))
     if state.history:
         plot_history(state.history, run_dir / "loss.png")
     if not any(h["stage"] == DECODER for h in state.history):
         return
-    # The first single-element and the first two-element validation sample.
-    n_el = np.asarray(val.n_elements)
+    # The first validation sample, and the first with more than one body (a flap).
+    n_el = np.asarray(val.n_polylines)
     picks = {"field.png": 0}
     if (n_el > 1).any():
         picks["field_multi.png"] = int(np.argmax(n_el > 1))
@@ -611,7 +627,7 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
     if dec:
         steps = [h["step"] for h in dec]
         ax2.semilogy(steps, [h["loss"] for h in dec], ".-", label="train loss (z-scored MSE)")
-        for name in FIELDS:
+        for name in [k[4:] for k in dec[-1] if k.startswith("val_") and k != "val_rel_l2"]:
             vals = [h[f"val_{name}"] for h in dec]
             ax2.semilogy(steps, vals, ".-", label=f"val rel L2 {name}")
     ax2.set_title("stage 2: field decoder")
@@ -625,36 +641,39 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_fields(split: Any, pred: np.ndarray, index: int, path: Path) -> None:
-    """Reference, prediction and error of u, v, Cp at one sample's points (scatter: the
-    points cluster at the wall and a triangulation would fill the bodies)."""
+def plot_fields(split: Split, pred: np.ndarray, index: int, path: Path) -> None:
+    """Reference, prediction and error of every field at one sample's points (scatter: points
+    may cluster at a wall, and a triangulation would fill the bodies)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pts = np.asarray(split.points[index])
-    ref = np.asarray(split.fields[index])
-    aoa, speed = (float(v) for v in split.conditions[index])
-    fig, axs = plt.subplots(3, 3, figsize=(13, 9), squeeze=False)
-    for col, name in enumerate(FIELDS):
+    n = int(split.n_points[index])
+    pts, ref, pred = split.points[index, :n], split.fields[index, :n], pred[:n]
+    names = split.schema.field_names
+    fig, axs = plt.subplots(3, len(names), figsize=(4.4 * len(names), 9), squeeze=False)
+    for col, name in enumerate(names):
         lo, hi = np.percentile(ref[:, col], [1, 99])
         err_max = float(np.abs(pred[:, col] - ref[:, col]).max()) or 1.0
         rows = [
-            ("panel method", ref[:, col], "viridis", lo, hi),
+            ("solver", ref[:, col], "viridis", lo, hi),
             ("enf2enf", pred[:, col], "viridis", lo, hi),
             ("error", pred[:, col] - ref[:, col], "RdBu_r", -err_max, err_max),
         ]
         for row, (label, vals, cmap, vmin, vmax) in enumerate(rows):
             ax = axs[row, col]
             sc = ax.scatter(pts[:, 0], pts[:, 1], c=vals, s=3, cmap=cmap, vmin=vmin, vmax=vmax)
-            for e in range(int(split.n_elements[index])):
-                poly = np.asarray(split.surfaces[index, e])
+            for poly in split.polylines(index):
                 ax.plot(poly[:, 0], poly[:, 1], "k-", lw=0.8)
             ax.set_aspect("equal")
             ax.set_title(f"{label}: {name}", fontsize=9)
             fig.colorbar(sc, ax=ax, shrink=0.7)
-    fig.suptitle(f"validation sample {index}: aoa {aoa:.1f} deg, speed {speed:.2f}")
+    conditions = ", ".join(
+        f"{k} {float(v):.3g}"
+        for k, v in zip(split.schema.condition_names, split.conditions[index], strict=True)
+    )
+    fig.suptitle(f"validation sample {index}: {conditions}")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

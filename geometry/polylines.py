@@ -1,0 +1,249 @@
+"""Closed polylines as bodies in a 2-D domain: validation, signed distances and the point sets an
+enf2enf model sees (numpy only; training and serving share it).
+
+- A body is a closed polyline (K + 1, 2) whose last point equals its first; functions that take
+  polylines from outside accept either orientation, close an open polyline implicitly and skip
+  an all-NaN polyline (the padding of a dataset's absent element).
+- A signed distance is positive in the domain (outside every body) and negative inside a body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+Array = NDArray[np.float64]
+Range = tuple[float, float]
+
+
+def check_polylines(polylines: Sequence[ArrayLike]) -> list[Array]:
+    """Validate closed bodies given from outside; returns float64 arrays, closed explicitly."""
+    if len(polylines) == 0:
+        raise ValueError("at least one body polyline is needed")
+    out = []
+    for i, poly in enumerate(polylines):
+        arr = np.asarray(poly, dtype=np.float64)
+        if arr.ndim != 2 or arr.shape[1] != 2:
+            raise ValueError(f"body {i} must be a list of [x, y] points, got shape {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"body {i} has non-finite coordinates")
+        if not np.array_equal(arr[0], arr[-1]):
+            arr = np.concatenate([arr, arr[:1]], axis=0)
+        if len(arr) < 4:
+            raise ValueError(f"body {i} needs at least 3 distinct points")
+        if abs(polygon_area(arr)) < 1e-12:
+            raise ValueError(f"body {i} encloses no area")
+        out.append(arr)
+    return out
+
+
+def polygon_area(poly: Array) -> float:
+    """Signed area (shoelace) of a closed polyline: negative when clockwise."""
+    x, y = poly[:, 0], poly[:, 1]
+    return 0.5 * float(np.sum(x[:-1] * y[1:] - x[1:] * y[:-1]))
+
+
+def _closed(poly: ArrayLike) -> Array:
+    arr = np.asarray(poly, dtype=np.float64)
+    if not np.array_equal(arr[0], arr[-1]):
+        arr = np.concatenate([arr, arr[:1]], axis=0)
+    return arr
+
+
+def _bodies(polylines: Sequence[ArrayLike]) -> list[Array]:
+    """Closed float64 polylines; an all-NaN one is padding (a dataset's absent second element)."""
+    arrays = [np.asarray(p, dtype=np.float64) for p in polylines]
+    closed = [_closed(a) for a in arrays if a.size and not np.isnan(a).all()]
+    if not closed:
+        raise ValueError("no body polyline given (all were empty or NaN padding)")
+    return closed
+
+
+def _segments(polylines: Sequence[ArrayLike]) -> tuple[Array, Array]:
+    """Start and end points (K_total, 2) of every segment of every body."""
+    closed = _bodies(polylines)
+    a = np.concatenate([c[:-1] for c in closed], axis=0)
+    b = np.concatenate([c[1:] for c in closed], axis=0)
+    return a, b
+
+
+# Block size of the point-segment loops, as (point, segment) pairs: each (block, K) float64
+# temporary (1 MB) then stays in the cache. Measured, 2,000 points x 160 segments: 7.3 ms in
+# blocks of 2,048 points, 1.9 ms in blocks of 1,024 or fewer.
+_PAIRS_PER_BLOCK = 1 << 17
+
+
+def _block(n_segments: int) -> int:
+    return max(16, _PAIRS_PER_BLOCK // max(n_segments, 1))
+
+
+def unsigned_distance(points: Array, polylines: Sequence[ArrayLike]) -> Array:
+    a, b = _segments(polylines)
+    ab = b - a  # (K, 2)
+    inv_len2 = 1.0 / np.maximum(np.sum(ab * ab, axis=1), 1e-300)  # (K,)
+    ax, ay, abx, aby = a[:, 0], a[:, 1], ab[:, 0], ab[:, 1]
+    out = np.empty(len(points))
+    step = _block(len(a))
+    for s in range(0, len(points), step):
+        # Component by component and in place: a few (n, K) buffers, no (n, K, 2) ones.
+        dx = points[s : s + step, 0:1] - ax  # (n, K): p - a
+        dy = points[s : s + step, 1:2] - ay
+        w = dx * abx
+        w += dy * aby
+        w *= inv_len2
+        np.clip(w, 0.0, 1.0, out=w)  # (n, K): nearest point a + w (b - a) on each segment
+        dx -= w * abx
+        dy -= w * aby
+        dx *= dx
+        dy *= dy
+        dx += dy
+        out[s : s + step] = np.sqrt(dx.min(axis=1))
+    return out
+
+
+def _inside(points: Array, polylines: Sequence[ArrayLike]) -> NDArray[np.bool_]:
+    """Even-odd ray casting against every body at once (bodies do not overlap)."""
+    a, b = _segments(polylines)
+    out = np.empty(len(points), dtype=bool)
+    dy = np.where(b[:, 1] == a[:, 1], 1.0, b[:, 1] - a[:, 1])  # no division by 0 (unused)
+    slope = (b[:, 0] - a[:, 0]) / dy  # (K,)
+    step = _block(len(a))
+    for s in range(0, len(points), step):
+        px = points[s : s + step, 0:1]  # (n, 1)
+        py = points[s : s + step, 1:2]
+        straddle = (a[None, :, 1] > py) != (b[None, :, 1] > py)  # (n, K)
+        x_cross = a[:, 0] + (py - a[:, 1]) * slope  # (n, K)
+        out[s : s + step] = np.sum(straddle & (px < x_cross), axis=1) % 2 == 1
+    return out
+
+
+def inside(points: ArrayLike, polylines: Sequence[ArrayLike]) -> NDArray[np.bool_]:
+    """True for points (N, 2) strictly inside any body."""
+    return _inside(np.asarray(points, dtype=np.float64).reshape(-1, 2), polylines)
+
+
+def signed_distance(points: ArrayLike, polylines: Sequence[ArrayLike]) -> Array:
+    """Distance (N,) to the nearest body surface: positive in the fluid, negative inside."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    dist = unsigned_distance(pts, polylines)
+    return np.where(_inside(pts, polylines), -dist, dist)
+
+
+def polylines_intersect(p: Array, q: Array) -> bool:
+    """Whether any segment of closed polyline p properly crosses or touches one of q."""
+    a, b = p[:-1, None, :], p[1:, None, :]  # (Kp, 1, 2)
+    c, d = q[None, :-1, :], q[None, 1:, :]  # (1, Kq, 2)
+
+    def cross(o: Array, u: Array, v: Array) -> Array:
+        return (u[..., 0] - o[..., 0]) * (v[..., 1] - o[..., 1]) - (u[..., 1] - o[..., 1]) * (
+            v[..., 0] - o[..., 0]
+        )
+
+    d1, d2 = cross(c, d, a), cross(c, d, b)  # (Kp, Kq): sides of p's ends about q's segments
+    d3, d4 = cross(a, b, c), cross(a, b, d)
+    return bool(np.any((d1 * d2 <= 0) & (d3 * d4 <= 0)))
+
+
+def _surface_samples(
+    polylines: Sequence[ArrayLike], n: int, rng: np.random.Generator
+) -> tuple[Array, Array]:
+    """n points uniform in arc length over all bodies, with the outward unit normal at each."""
+    a, b = _segments(polylines)
+    # Orientation of each segment's body, so the normal points out whichever way it was drawn.
+    signs = np.concatenate(
+        [np.full(len(p) - 1, -np.sign(polygon_area(p))) for p in _bodies(polylines)]
+    )
+    seg = b - a  # (K, 2)
+    length = np.linalg.norm(seg, axis=1)
+    k = rng.choice(len(seg), size=n, p=length / length.sum())
+    w = rng.uniform(0.0, 1.0, n)
+    pts = a[k] + w[:, None] * seg[k]
+    tangent = seg[k] / np.maximum(length[k], 1e-300)[:, None]
+    # Clockwise bodies have the outside on the left of the tangent: (-ty, tx).
+    normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1) * signs[k, None]
+    return pts, normal
+
+
+def _uniform_in_box(box: Sequence[Sequence[float]], n: int, rng: np.random.Generator) -> Array:
+    lo = np.array([box[0][0], box[1][0]], dtype=np.float64)
+    hi = np.array([box[0][1], box[1][1]], dtype=np.float64)
+    return rng.uniform(lo, hi, size=(n, 2))
+
+
+def _in_box(points: Array, box: Sequence[Sequence[float]]) -> NDArray[np.bool_]:
+    return (
+        (points[:, 0] >= box[0][0])
+        & (points[:, 0] <= box[0][1])
+        & (points[:, 1] >= box[1][0])
+        & (points[:, 1] <= box[1][1])
+    )
+
+
+def encoder_points(
+    polylines: Sequence[ArrayLike],
+    n: int,
+    box: Sequence[Sequence[float]],
+    seed: int = 0,
+) -> tuple[Array, Array]:
+    """The point set (n, 2) and its signed distance (n,) that the geometry encoder fits.
+
+    Half the points lie within about 0.1 chord of a surface, on either side (normal offsets
+    log-uniform in [1e-3, 0.1] with a random sign), so the zero level set and both signs are
+    well covered; the other half are uniform in the box. Deterministic for a seed: serving calls
+    it with the default seed, so one geometry always gives the same latents.
+    """
+    if n < 2:
+        raise ValueError(f"encoder needs at least 2 points, got {n}")
+    rng = np.random.default_rng(seed)
+    n_near = n // 2
+    base, normal = _surface_samples(polylines, n_near, rng)
+    offset = np.exp(rng.uniform(np.log(1e-3), np.log(0.1), n_near))
+    offset *= rng.choice([-1.0, 1.0], n_near)
+    near = base + offset[:, None] * normal
+    pts = np.concatenate([near, _uniform_in_box(box, n - n_near, rng)], axis=0)  # (n, 2)
+    return pts, signed_distance(pts, polylines)
+
+
+def field_points(
+    polylines: Sequence[ArrayLike],
+    n: int,
+    box: Sequence[Sequence[float]],
+    wall_offsets: Range,
+    near_wall_fraction: float = 0.5,
+    rng: np.random.Generator | None = None,
+) -> Array:
+    """Query points (n, 2) in the fluid and the box, none inside a body.
+
+    A fraction `near_wall_fraction` sits at outward normal offsets log-uniform in
+    `wall_offsets` from points uniform in arc length on the surfaces (boundary layer-like
+    clustering); the rest are uniform in the box. No point is closer to a body than
+    wall_offsets[0]: nearer than that a panel solution's velocity is not trustworthy.
+    """
+    if not 0.0 <= near_wall_fraction <= 1.0:
+        raise ValueError(f"near_wall_fraction must be in [0, 1], got {near_wall_fraction}")
+    lo_off, hi_off = wall_offsets
+    if not 0.0 < lo_off < hi_off:
+        raise ValueError(f"wall_offsets must satisfy 0 < lo < hi, got {wall_offsets}")
+    rng = np.random.default_rng() if rng is None else rng
+    n_near = round(n * near_wall_fraction)
+    parts: list[Array] = []
+    for count, near in ((n_near, True), (n - n_near, False)):
+        got: list[Array] = []
+        have = 0
+        while have < count:
+            want = max(16, int(1.3 * (count - have)))
+            if near:
+                base, normal = _surface_samples(polylines, want, rng)
+                offset = np.exp(rng.uniform(np.log(lo_off), np.log(hi_off), want))
+                cand = base + offset[:, None] * normal
+            else:
+                cand = _uniform_in_box(box, want, rng)
+            # An offset point can land in the other element of a slotted flap or leave the box.
+            keep = _in_box(cand, box)
+            keep[keep] = signed_distance(cand[keep], polylines) >= lo_off
+            got.append(cand[keep])
+            have += int(keep.sum())
+        parts.append(np.concatenate(got, axis=0)[:count] if count else np.zeros((0, 2)))
+    return np.concatenate(parts, axis=0)

@@ -1,0 +1,1 @@
+"""enf2enf: one operator family for every geometry -> fields dataset (training.geometry_data)."""
