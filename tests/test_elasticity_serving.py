@@ -562,3 +562,50 @@ def test_the_page_lists_the_model_without_breaking(client: TestClient) -> None:
     js = client.get("/static/js/main.js")
     if js.status_code == 200:  # the generic view draws any task the page has no view for
         assert "GenericView" in js.text or "generic" in js.text
+
+
+def test_nothing_is_a_500_for_random_junk(client: TestClient) -> None:
+    junk: list[Any] = [None, 0, -1, 1e308, "", "x", [], {}, [[]], [None], {"grid": None}, True]
+    good = request(curves(void(0.3)), [[0.1, 0.1]])
+    for key in ("geometry", "conditions", "query"):
+        for value in junk:
+            r = client.post(
+                f"/v1/models/{NAME}/predict",
+                content=json.dumps({**good, key: value}),
+                headers={"content-type": "application/json"},
+            )
+            assert 400 <= r.status_code < 500, (key, value, r.text)
+            assert r.json()["field"].split(".")[0] == key, (key, value, r.json())
+    for value in junk:
+        r = client.post(
+            f"/v1/models/{NAME}/predict", json={**good, "conditions": {"load": 1, "x": value}}
+        )
+        assert r.status_code == 422 and r.json()["field"].startswith("conditions"), r.text
+
+
+def test_the_published_examples_for_this_task_are_answered(client: TestClient) -> None:
+    from app.routers.examples import PREDICT
+
+    chosen = {k: v for k, v in PREDICT.items() if k.startswith("elasticity")}
+    assert chosen
+    for example in chosen.values():
+        out = post(client, "predict", example["value"])
+        assert out["warnings"] == [], out["warnings"]
+        assert len(out["fields"]["von_mises"]) == len(example["value"]["query"]["points"])
+
+
+def test_schemathesis_finds_no_5xx_and_no_schema_violation(standin: StandIn) -> None:
+    """The published document over an app serving this model alone: the generic request and
+    answer shapes are what the document says."""
+    from tests.test_openapi import narrowed, run_schemathesis
+
+    app = create_app(Settings(model_dir=standin.models, max_points=2000))
+    with TestClient(app) as c:
+        spec = c.get("/openapi.json").json()
+        v2_names = [m["name"] for m in c.post("/v2/repository/index").json()]
+    spec = narrowed(spec, [NAME], v2_names)
+    outcome = run_schemathesis(app, spec, 10)
+    assert not outcome.errors, "\n\n".join(outcome.errors[:5])
+    assert not outcome.failures, "\n\n".join(outcome.failures[:10])
+    assert not [s for s in outcome.statuses if s >= 500]
+    assert outcome.statuses[200] > 0

@@ -8,8 +8,26 @@ const COORDS = ["points", "receivers"];
 
 function guess(domain) {
   // The design's query shape for geometry families; anything else starts empty.
-  if (domain && domain.box) return { query: { grid: { nx: 96, ny: 72 } } };
-  return {};
+  if (!domain || !domain.box) return {};
+  const body = {};
+  // A generic enf2enf domain (task geometry-fields): a void in the middle of its trained shape
+  // range, and each condition at the middle of its trained range.
+  const shape = domain.shape;
+  if (shape && shape.kind === "star" && Array.isArray(shape.center) && Array.isArray(shape.radius)) {
+    const r = (shape.radius[0] + shape.radius[1]) / 2;
+    const ring = Array.from({ length: 24 }, (_, k) => {
+      const a = (2 * Math.PI * k) / 24;
+      return [shape.center[0] + r * Math.cos(a), shape.center[1] + r * Math.sin(a)].map((v) => +v.toFixed(4));
+    });
+    body.geometry = { curves: [ring] };
+  }
+  if (Array.isArray(domain.conditions)) {
+    body.conditions = Object.fromEntries(
+      domain.conditions.map((c) => [c.name, Array.isArray(c.range) ? (c.range[0] + c.range[1]) / 2 : 1.0]),
+    );
+  }
+  body.query = { grid: { nx: 96, ny: 72 } };
+  return body;
 }
 
 export class GenericView {
