@@ -16,9 +16,10 @@ from typing import Any
 import yaml
 
 from training import promotion
-from training.enf2enf import problems
 from training.common.config import ConfigError, from_dict, load_yaml
 from training.common.launch import Launch, is_main_process
+from training.enf2enf import problems
+from training.geometry_data.format import GeometryDataError
 
 # Model family -> the package that trains it: train (TrainConfig, train), evaluate
 # (evaluate_model_dir) and export (export).
@@ -351,6 +352,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--cases", type=int, default=3, help="held-out cases to show (default 3)")
     rp.add_argument("--out", help="where to write the page (default <model_dir>/report.html)")
     rp.set_defaults(fn=cmd_report)
+
+    from training.geometry_data.importers import register as register_importers
+
+    register_importers(sub)  # `import airfrans`, `import vtk`: datasets users already have
     return p
 
 
@@ -372,6 +377,6 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         return int(args.fn(args, argv))
-    except (ConfigError, FileNotFoundError, FileExistsError) as exc:
+    except (ConfigError, GeometryDataError, FileNotFoundError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
