@@ -359,3 +359,48 @@ def test_vtk_bad_input(tmp_path: Path, kind: str, needle: str) -> None:
     name = bad_vtk(src, kind)
     argv = ["import", "vtk", "--src", str(src), "--out", str(out), *VTK_ARGS]
     expect_failure(argv, out, name, needle)
+
+
+def test_vtk_line_cells_as_bodies(tmp_path: Path) -> None:
+    """--boundary lines: the body is meshed too and tagged by line cells around it."""
+    src, out = tmp_path / "cases", tmp_path / "data"
+    src.mkdir()
+    pts, quads = square_with_hole(hole=(9.0, 9.0))  # no hole: the inside is meshed
+    idx = np.arange(17 * 17).reshape(17, 17)
+    ring = [idx[6, j] for j in range(6, 10)] + [idx[i, 10] for i in range(6, 10)]
+    ring += [idx[10, j] for j in range(10, 6, -1)] + [idx[i, 6] for i in range(10, 6, -1)]
+    lines = np.stack([ring, np.roll(ring, -1)], axis=1)
+    vals = vtk_values(pts, 1.0)
+    for f in range(2):
+        mesh = meshio.Mesh(pts, [("quad", quads), ("line", lines)], point_data=vals)
+        meshio.write(src / f"c{f}.vtu", mesh)
+        (src / f"c{f}.vtu.json").write_text(json.dumps({"conditions": {"load": 1.0}}))
+    argv = ["import", "vtk", "--src", str(src), "--out", str(out), "--fields", "p",
+            "--conditions", "load", "--boundary", "lines", "--test-fraction", "0.5"]  # fmt: skip
+    assert run_cli(argv) == 0
+    train = load_split(out, "train")
+    assert len(train) == 1 and train.schema.box_is_domain
+    (body,) = train.polylines(0)
+    assert len(body) == 17 and signed_area(body[:-1]) == pytest.approx(1.0)
+    pts_out, sdf, _ = train.sample_points(0)
+    assert len(pts_out) == 17 * 17 - 9 and (sdf > -1e-6).all()
+
+
+def test_vtk_refuses_other_config_and_garbage(tmp_path: Path) -> None:
+    src, out = tmp_path / "cases", tmp_path / "data"
+    write_vtk_folder(src, n_files=3)
+    argv = ["import", "vtk", "--src", str(src), "--out", str(out), *VTK_ARGS]
+    assert run_cli(argv) == 0
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert run_cli(argv) == 0  # the same import again: kept as it is
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    with pytest.raises(FileExistsError, match="different config"):
+        run_cli([*argv, "--seed", "7"])
+    (src / "zz.vtu").write_text("not a mesh")
+    out2 = tmp_path / "data2"
+    expect_failure(
+        ["import", "vtk", "--src", str(src), "--out", str(out2), *VTK_ARGS],
+        out2,
+        "zz.vtu",
+        "meshio cannot read it",
+    )

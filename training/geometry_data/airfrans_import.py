@@ -147,7 +147,10 @@ def read_simulation(
         if not path.exists():
             raise GeometryDataError(f"{where}: {path} is missing")
     conditions = conditions_from_name(name, where)
-    surface = pv.read(aerofoil)
+    try:
+        surface = pv.read(aerofoil)
+    except Exception as exc:
+        raise GeometryDataError(f"{where}: cannot read {aerofoil}: {exc}") from exc
     if surface.n_points < 3:
         raise GeometryDataError(f"{where}: {aerofoil} holds no airfoil surface (empty)")
     try:

@@ -49,7 +49,7 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from geometry.polylines import inside
+from geometry.polylines import signed_distance
 from training.common.config import ConfigError
 from training.geometry_data.boundary import (
     LoopError,
@@ -254,10 +254,9 @@ def read_mesh_sample(
 
     try:
         mesh = meshio.read(path)
-    except Exception as exc:  # meshio raises many kinds for a file it cannot parse
-        raise GeometryDataError(
-            f"{path}: meshio cannot read it: {type(exc).__name__}: {exc}"
-        ) from exc
+    except (Exception, SystemExit) as exc:  # meshio raises many kinds, and calls sys.exit(1)
+        why = "not parseable" if isinstance(exc, SystemExit) else f"{type(exc).__name__}: {exc}"
+        raise GeometryDataError(f"{path}: meshio cannot read it: {why}") from exc
     raw = np.asarray(mesh.points, dtype=np.float64)
     if raw.ndim != 2 or raw.shape[1] not in (2, 3) or len(raw) == 0:
         raise GeometryDataError(f"{path}: no points, or points of shape {raw.shape}")
@@ -303,8 +302,9 @@ def read_mesh_sample(
         bodies = [closed_ccw(unique[ids]) for ids in body_ids]
     used = np.unique(np.concatenate([f.reshape(-1) for f in faces]))
     pts, vals = unique[used], values[first[used]]
-    if boundary == "lines":
-        keep = ~inside(pts, bodies)
+    if boundary == "lines":  # drop the nodes inside a body, keep those on its surface
+        scale = float(np.max(np.abs(pts))) or 1.0
+        keep = signed_distance(pts, bodies) >= -1e-9 * scale
         pts, vals = pts[keep], vals[keep]
     pick = subsample(len(pts), points, seed, path.name)
     bbox = np.stack([unique[used].min(axis=0), unique[used].max(axis=0)], axis=1)
