@@ -3,7 +3,7 @@
     python -m training import airfrans --src AIRFRANS_ROOT --out DATA_DIR [--task full]
         [--max-samples N] [--points N] [--box X0,X1,Y0,Y1] [--seed S]
     python -m training import vtk --src FOLDER --out DATA_DIR --fields p,u=U:0,v=U:1
-        [--field-units Pa,m/s,m/s] [--conditions load,angle=aoa] [--condition-units N,deg]
+        --conditions load,angle=aoa [--field-units Pa,m/s,m/s] [--condition-units N,deg]
         [--test-fraction 0.2] [--seed S] [--points N] [--boundary auto|lines]
 
 See `airfrans_import` and `vtk_import` for what each reads. An import reads and checks every

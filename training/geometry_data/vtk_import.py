@@ -1,7 +1,7 @@
 """Import a folder of 2-D VTU/VTK files (one sample per file, read with meshio).
 
     python -m training import vtk --src FOLDER --out DATA_DIR --fields p,u=U:0,v=U:1
-        [--field-units Pa,m/s,m/s] [--conditions load,angle=aoa] [--condition-units N,deg]
+        --conditions load,angle=aoa [--field-units Pa,m/s,m/s] [--condition-units N,deg]
         [--test-fraction 0.2] [--seed S] [--points N] [--boundary auto|lines]
         [--problem NAME] [--solver TEXT] [--length-unit m]
 
@@ -17,7 +17,9 @@ Conditions (`--conditions`, comma-separated `NAME` or `NAME=KEY`, KEY defaulting
 least one): one number per sample, taken from
   1. the sidecar `<file>.json` next to the file (`case.vtu` -> `case.vtu.json`), when it
      exists: `{"conditions": {"KEY": number, ...}}`, every condition from there; else
-  2. the mesh's field data (meshio `mesh.field_data[KEY]`, a single number).
+  2. the mesh's field data (meshio `mesh.field_data[KEY]`, a single number). VTK, ParaView and
+     pyvista write a VTU's field data; meshio reads it but does not write it, so files
+     written by meshio need the sidecar.
 
 Boundary (`--boundary`):
 - `auto` (default): the edges of the 2-D cells that belong to one cell, chained into closed
