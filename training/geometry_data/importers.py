@@ -11,9 +11,9 @@ sample before it writes anything, and writes all its splits or none: after any e
 folder holds no `.partial` file and no split of this import.
 
 `register(sub)` adds the subcommand to `training/cli.py`'s parser; each leaf sets `fn` to
-`(args, argv) -> int`. A bad sample raises SystemExit with a message naming the file and the
-sample (GeometryDataError when the import functions are called directly); a bad option raises
-ConfigError.
+`(args, argv) -> int`. A bad sample raises GeometryDataError, a bad option ConfigError, a
+missing folder FileNotFoundError, an output split from another config FileExistsError (the CLI
+prints each as one `error: ...` line naming the file and sample, and exits 2).
 """
 
 from __future__ import annotations
@@ -144,13 +144,10 @@ def cmd_import_airfrans(args: argparse.Namespace, argv: list[str]) -> int:
         raise ConfigError(f"--points must be at least 1, got {args.points}")
     if args.max_samples is not None and args.max_samples < 1:
         raise ConfigError(f"--max-samples must be at least 1, got {args.max_samples}")
-    try:
-        paths = import_airfrans(
-            args.src, args.out, task=args.task, max_samples=args.max_samples,
-            points=args.points, box=box, seed=args.seed, command=_command(argv),
-        )  # fmt: skip
-    except GeometryDataError as exc:
-        raise SystemExit(f"error: {exc}") from exc
+    paths = import_airfrans(
+        args.src, args.out, task=args.task, max_samples=args.max_samples,
+        points=args.points, box=box, seed=args.seed, command=_command(argv),
+    )  # fmt: skip
     _report(paths)
     return 0
 
@@ -164,15 +161,12 @@ def cmd_import_vtk(args: argparse.Namespace, argv: list[str]) -> int:
         raise ConfigError(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
     if args.points is not None and args.points < 1:
         raise ConfigError(f"--points must be at least 1, got {args.points}")
-    try:
-        paths = import_vtk(
-            args.src, args.out, fields=fields, conditions=conditions,
-            test_fraction=args.test_fraction, seed=args.seed, points=args.points,
-            boundary=args.boundary, problem=args.problem, solver=args.solver,
-            length_unit=args.length_unit, command=_command(argv),
-        )  # fmt: skip
-    except GeometryDataError as exc:
-        raise SystemExit(f"error: {exc}") from exc
+    paths = import_vtk(
+        args.src, args.out, fields=fields, conditions=conditions,
+        test_fraction=args.test_fraction, seed=args.seed, points=args.points,
+        boundary=args.boundary, problem=args.problem, solver=args.solver,
+        length_unit=args.length_unit, command=_command(argv),
+    )  # fmt: skip
     _report(paths)
     return 0
 
