@@ -270,7 +270,8 @@ class Writer:
                     key,
                     shape=(n_samples, *shape),
                     dtype=dtype,
-                    chunks=(1, *shape) if shape else None,
+                    # (HDF5 refuses a zero-length chunk: a dataset without conditions.)
+                    chunks=(1, *shape) if shape and all(shape) else None,
                     fillvalue=np.nan if np.dtype(dtype).kind == "f" else 0,
                 )
             f.create_dataset("done", data=np.zeros(n_samples, dtype=bool))
