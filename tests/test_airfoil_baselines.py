@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from geometry.airfoils import signed_distance
-from training.airfoils.baselines import (
+from geometry.airfoils import BOX, signed_distance
+from training.airfoils.dataset import FIELD_COLUMNS, DatasetConfig, generate_split
+from training.airfoils.freestream import freestream_prediction
+from training.enf2enf.baselines import (
     GeometryDeepONet,
     GeometryDeepONetConfig,
     OnnxGeometryDeepONet,
     export_geometry_deeponet,
-    freestream_prediction,
     load_geometry_deeponet,
     predict_torch,
     save_geometry_deeponet,
@@ -23,18 +24,18 @@ from training.airfoils.baselines import (
     sensor_sdf,
     train_geometry_deeponet,
 )
-from training.airfoils.dataset import AirfoilSplit, DatasetConfig, generate_split, load_split
-from training.airfoils.metrics import rel_l2_fields, rel_l2_per_sample
+from training.enf2enf.metrics import rel_l2_fields, rel_l2_per_sample
+from training.geometry_data.format import Split, load_split
 
 TINY_STEPS = 300
 
 
 @dataclass
 class Tiny:
-    train: AirfoilSplit
-    val: AirfoilSplit
-    test: AirfoilSplit
-    test_multi: AirfoilSplit
+    train: Split
+    val: Split
+    test: Split
+    test_multi: Split
     model: GeometryDeepONet
     onnx: Path
 
@@ -103,15 +104,15 @@ def test_rel_l2_fields_definition() -> None:
     pred = ref.copy()
     pred[0, :, 0] += 0.5  # u of sample 0 off by 50 %
     pred[1, :, 2] = 0.0  # cp of sample 1 entirely wrong
-    out = rel_l2_fields(pred, ref)
+    out = rel_l2_fields(pred, ref, FIELD_COLUMNS)
     assert out == pytest.approx({"u": 0.25, "v": 0.0, "cp": 0.5})
     assert rel_l2_per_sample(pred, ref).shape == (2, 3)
     with pytest.raises(ValueError):
-        rel_l2_fields(pred[:, :, :2], ref[:, :, :2])
+        rel_l2_fields(pred[:, :, :2], ref[:, :, :2], FIELD_COLUMNS)
 
 
 def test_sensor_grid_covers_the_box() -> None:
-    grid = sensor_grid()
+    grid = sensor_grid((16, 12), BOX)
     assert grid.shape == (16 * 12, 2)
     assert grid[:, 0].min() == -0.5 and grid[:, 0].max() == 1.5
     assert grid[:, 1].min() == -0.75 and grid[:, 1].max() == 0.75
@@ -121,8 +122,6 @@ def test_sensor_grid_covers_the_box() -> None:
 def test_config_validation() -> None:
     with pytest.raises(ValueError, match="activation"):
         GeometryDeepONetConfig(activation="relu6")
-    with pytest.raises(ValueError, match="reference"):
-        GeometryDeepONetConfig(reference="wind")
     with pytest.raises(ValueError, match="normalisation"):
         GeometryDeepONet(GeometryDeepONetConfig())
 
@@ -132,9 +131,10 @@ def test_deeponet_beats_freestream(tiny: Tiny) -> None:
     # 0.23-0.6 over data seeds); the margins leave room for that spread.
     runner = OnnxGeometryDeepONet(tiny.onnx)
     for split, margin in ((tiny.test, {"u": 0.7, "v": 0.6, "cp": 0.6}), (tiny.test_multi, 0.8)):
-        ref = split.fields
-        base = rel_l2_fields(freestream_prediction(split.conditions, ref.shape[1]), ref)
-        pred = rel_l2_fields(runner.predict(split), ref)
+        ref, names, counts = split.fields, split.schema.field_names, split.n_points
+        free = freestream_prediction(split.conditions, ref.shape[1])
+        base = rel_l2_fields(free, ref, names, counts)
+        pred = rel_l2_fields(runner.predict(split), ref, names, counts)
         for name in ("u", "v", "cp"):
             bar = margin[name] if isinstance(margin, dict) else margin
             assert pred[name] < bar * base[name], (name, pred, base)
@@ -144,7 +144,7 @@ def test_deeponet_beats_freestream(tiny: Tiny) -> None:
 def test_onnx_matches_torch_at_two_point_counts(tiny: Tiny) -> None:
     runner = OnnxGeometryDeepONet(tiny.onnx)
     split = tiny.test
-    s_sdf = runner.sensor_sdf(split.surfaces, split.n_elements)
+    s_sdf = runner.sensor_sdf(split)
     scale = np.abs(split.fields).max(axis=(0, 1))  # (3,) per-field scale
     for dense in (False, True):
         ref = predict_torch(tiny.model, split, s_sdf, dense=dense)
@@ -161,13 +161,13 @@ def test_onnx_sensor_sdf_is_the_geometry_sdf(tiny: Tiny) -> None:
     runner = OnnxGeometryDeepONet(tiny.onnx)
     np.testing.assert_array_equal(runner.sensors, tiny.model.cfg.sensors())
     split = tiny.test_multi
-    got = runner.sensor_sdf(split.surfaces, split.n_elements)
+    got = runner.sensor_sdf(split)
     assert got.shape == (len(split.conditions), 16 * 12)
     for i in range(len(got)):
         expected = signed_distance(runner.sensors, split.polylines(i))
         np.testing.assert_allclose(got[i], expected, rtol=1e-6, atol=1e-7)
     assert np.any(got < 0)  # the grid does reach inside the bodies
-    np.testing.assert_array_equal(got, sensor_sdf(split.surfaces, split.n_elements, sensor_grid()))
+    np.testing.assert_array_equal(got, sensor_sdf(split, sensor_grid((16, 12), BOX)))
 
 
 def test_checkpoint_round_trip(tiny: Tiny, tmp_path: Path) -> None:
@@ -175,7 +175,7 @@ def test_checkpoint_round_trip(tiny: Tiny, tmp_path: Path) -> None:
     loaded = load_geometry_deeponet(tmp_path / "baseline.pt")
     assert loaded.cfg == tiny.model.cfg and loaded.history == tiny.model.history
     split = tiny.val
-    s_sdf = sensor_sdf(split.surfaces, split.n_elements, sensor_grid())
+    s_sdf = sensor_sdf(split, sensor_grid((16, 12), BOX))
     np.testing.assert_array_equal(
         predict_torch(loaded, split, s_sdf), predict_torch(tiny.model, split, s_sdf)
     )

@@ -155,7 +155,7 @@ def test_field_points_never_inside_a_body(kind: str) -> None:
         if kind == "single"
         else two_element("4412", "0015", 0.3, 20.0, 0.01, 160)
     )
-    pts = field_points(bodies, 4000, BOX, 0.5, np.random.default_rng(2), wall_offsets=(0.005, 0.25))
+    pts = field_points(bodies, 4000, BOX, (0.005, 0.25), 0.5, np.random.default_rng(2))
     assert pts.shape == (4000, 2)
     assert not _inside_reference(pts, bodies).any()
     sdf = signed_distance(pts, bodies)
@@ -164,9 +164,7 @@ def test_field_points_never_inside_a_body(kind: str) -> None:
     # Half the points cluster at the wall (log-uniform offsets): median offset ~ 0.035.
     assert np.median(sdf[:2000]) < 0.06 < np.median(sdf[2000:])
     assert (sdf < 0.02).sum() > 700  # 2000 ln 4 / ln 50 = 709 near-wall ones alone
-    again = field_points(
-        bodies, 4000, BOX, 0.5, np.random.default_rng(2), wall_offsets=(0.005, 0.25)
-    )
+    again = field_points(bodies, 4000, BOX, (0.005, 0.25), 0.5, np.random.default_rng(2))
     np.testing.assert_array_equal(pts, again)
 
 

@@ -17,16 +17,16 @@ import pytest
 import torch
 from conftest import TinyAirfoil, tiny_airfoil_config
 
-from training.airfoils.model import EquivariantCrossAttention
-from training.airfoils.train import TrainConfig, load_model, train
+from geometry.airfoils import BOX, naca4
 from training.cli import main
 from training.common.config import from_dict
 from training.common.files import sha256_file
+from training.enf2enf.model import EquivariantCrossAttention
+from training.enf2enf.train import TrainConfig, load_model, train
+from training.geometry_data.format import Split, load_split
 
 
-def _split(t: TinyAirfoil, name: str) -> Any:
-    from training.airfoils.dataset import load_split
-
+def _split(t: TinyAirfoil, name: str) -> Split:
     return load_split(t.data, name)
 
 
@@ -80,6 +80,7 @@ def test_decoder_onnx_matches_torch(tiny_airfoil: TinyAirfoil, n_points: int) ->
         torch.from_numpy(test.encoder_points[:1]), torch.from_numpy(test.encoder_sdf[:1])
     )
     latents_np = latents[0].detach().numpy()
+    assert test.dense_points is not None and test.dense_sdf is not None
     pts = test.dense_points[0, :n_points]
     sdf = test.dense_sdf[0, :n_points]
     cond = test.conditions[0]
@@ -163,7 +164,7 @@ def test_manifest_metrics_equal_evaluate(
 
 
 def test_run_dir_evaluates_like_the_export(tiny_airfoil: TinyAirfoil) -> None:
-    from training.airfoils.evaluate import evaluate_model_dir
+    from training.enf2enf.evaluate import evaluate_model_dir
 
     torch_metrics = evaluate_model_dir(tiny_airfoil.run, tiny_airfoil.data)
     manifest = json.loads((tiny_airfoil.version_dir / "manifest.json").read_text())
@@ -173,7 +174,7 @@ def test_run_dir_evaluates_like_the_export(tiny_airfoil: TinyAirfoil) -> None:
 
 def test_evaluate_regenerates_missing_test_data(tiny_airfoil: TinyAirfoil, tmp_path: Path) -> None:
     """A fresh clone has no data/: evaluate rebuilds the held-out splits from the manifest."""
-    from training.airfoils.evaluate import evaluate_model_dir
+    from training.enf2enf.evaluate import evaluate_model_dir
 
     metrics = evaluate_model_dir(tiny_airfoil.version_dir, data_dir=tmp_path / "fresh")
     manifest = json.loads((tiny_airfoil.version_dir / "manifest.json").read_text())
@@ -219,13 +220,20 @@ def test_trains_on_cuda(tiny_airfoil: TinyAirfoil, tmp_path: Path) -> None:
 
 def test_export_parity_with_superposition_head(tmp_path: Path) -> None:
     """The (cos a, sin a) output head exports too; export_graphs checks parity itself."""
-    from training.airfoils.export import export_graphs
-    from training.airfoils.model import Enf2Enf, Enf2EnfConfig
+    from training.enf2enf.export import export_graphs
+    from training.enf2enf.model import Enf2Enf, Enf2EnfConfig
 
     torch.manual_seed(0)
-    cfg = Enf2EnfConfig(latent_dim=4, enc_hidden=8, dec_hidden=8, out_width=8, superposition=True)
+    cfg = Enf2EnfConfig(
+        latent_dim=4,
+        enc_hidden=8,
+        dec_hidden=8,
+        out_width=8,
+        field_scale=(1, 1, -1),
+        superposition=True,
+    )
     model = Enf2Enf(cfg)
-    export_graphs(model, tmp_path, n_encoder=48, box=((-0.5, 1.5), (-0.75, 0.75)))
+    export_graphs(model, tmp_path, [naca4("2412", 40)], n_encoder=48, box=BOX)
     dec = ort.InferenceSession(str(tmp_path / "decoder.onnx"))
     lat = np.zeros((cfg.n_latents, cfg.latent_dim), np.float32)
     far = np.array([[1.45, 0.7]], np.float32)

@@ -9,10 +9,11 @@ import h5py
 import numpy as np
 import pytest
 
-from geometry.airfoils import naca4, signed_distance, two_element
+from geometry.airfoils import BOX, encoder_points, naca4, signed_distance, two_element
 from training.airfoils import dataset as ds
 from training.airfoils.panel import solve
 from training.common.config import from_dict
+from training.geometry_data.format import FORMAT, load_split
 
 
 def _cylinder(radius: float, n: int) -> np.ndarray:
@@ -172,43 +173,93 @@ def test_dataset_layout(tiny_data: Path) -> None:
     k, n, m = 40, 64, 32
     kinds = {"train": (3, 2), "val": (1, 1), "test": (2, 0), "test_multi": (0, 2)}
     for split, (n_single, n_multi) in kinds.items():
-        data = ds.load_split(tiny_data, split)
+        data = load_split(tiny_data, split)  # refuses a split with samples never written
         s = n_single + n_multi
-        assert len(data) == s and data.done.all()
-        assert data.surfaces.shape == (s, 2, k + 1, 2) and data.surface_cp.shape == (s, 2, k)
+        surface_cp, params, cl = (data.extra[key] for key in ("surface_cp", "params", "cl"))
+        assert len(data) == s
+        assert data.polylines_padded.shape == (s, 2, k + 1, 2) and surface_cp.shape == (s, 2, k)
         assert data.points.shape == (s, n, 2) and data.fields.shape == (s, n, 3)
         assert data.sdf.shape == (s, n) and data.conditions.shape == (s, 2)
         assert data.encoder_points.shape == (s, m, 2) and data.encoder_sdf.shape == (s, m)
-        assert data.params.shape == (s, len(ds.PARAM_COLUMNS)) and data.cl.shape == (s,)
-        assert data.points.dtype == np.float32 and data.surfaces.dtype == np.float64
-        np.testing.assert_array_equal(data.n_elements, [1] * n_single + [2] * n_multi)
-        assert np.isnan(data.surfaces[:n_single, 1]).all()
-        assert np.isnan(data.params[:n_single, 4:]).all()
+        assert params.shape == (s, len(ds.PARAM_COLUMNS)) and cl.shape == (s,)
+        assert data.points.dtype == np.float32 and data.polylines_padded.dtype == np.float64
+        np.testing.assert_array_equal(data.n_polylines, [1] * n_single + [2] * n_multi)
+        np.testing.assert_array_equal(data.n_points, [n] * s)
+        for i in range(s):
+            polylines = data.polylines(i)
+            assert len(polylines) == data.n_polylines[i]
+            assert all(p.shape == (k + 1, 2) and np.isfinite(p).all() for p in polylines)
+        assert np.isnan(data.polylines_padded[:n_single, 1]).all()
+        assert np.isnan(params[:n_single, 4:]).all()
+        assert np.isnan(surface_cp[:n_single, 1]).all()
         assert (
-            np.isfinite(data.surfaces[n_single:]).all()
-            and np.isfinite(data.surface_cp[n_single:]).all()
+            np.isfinite(data.polylines_padded[n_single:]).all()
+            and np.isfinite(surface_cp[n_single:]).all()
         )
         assert (data.sdf > 0).all() and np.isfinite(data.fields).all()
         assert ((data.conditions[:, 0] >= -5) & (data.conditions[:, 0] <= 12)).all()
         if split in ds.TEST_SPLITS:
             assert data.dense_points is not None and data.dense_fields is not None
-            assert data.dense_sdf is not None
-            assert data.dense_points.shape == (s, 4 * n, 2) and data.dense_fields.shape == (
-                s,
-                4 * n,
-                3,
-            )
+            assert data.dense_sdf is not None and data.n_dense is not None
+            assert data.dense_points.shape == (s, 4 * n, 2)
+            assert data.dense_fields.shape == (s, 4 * n, 3)
+            np.testing.assert_array_equal(data.n_dense, [4 * n] * s)
             assert (data.dense_sdf > 0).all()
+            assert data.role == "test" and data.attrs["label"] == ds.LABELS[split]
         else:
             assert data.dense_points is None and data.dense_fields is None
+            assert data.role == split and "label" not in data.attrs
         assert data.config["name"] == "tiny-airfoils"
-        assert json_list(data.attrs["field_columns"]) == ["u", "v", "cp"]
+        assert (int(data.attrs["n_single"]), int(data.attrs["n_multi"])) == (n_single, n_multi)
+        assert json_list(data.attrs["param_columns"]) == list(ds.PARAM_COLUMNS)
+        assert data.schema.field_names == ("u", "v", "cp")
         # Stored targets are the panel solution at the stored points.
         i = s - 1
         aoa, speed = (float(c) for c in data.conditions[i])
         sol = solve(data.polylines(i), aoa, speed)
         np.testing.assert_allclose(data.fields[i], sol.fields(data.points[i]), rtol=1e-4, atol=1e-4)
-        assert data.cl[i] == pytest.approx(sol.cl)
+        assert cl[i] == pytest.approx(sol.cl)
+        k_el = len(data.polylines(i))
+        np.testing.assert_allclose(
+            surface_cp[i, :k_el].ravel(), sol.surface_cp, rtol=1e-5, atol=1e-5
+        )
+
+
+def test_split_round_trips_with_its_schema(tiny_data: Path) -> None:
+    """A generated split reads back through the format with the airfoil schema, and what
+    `simulate` hands the writer is what `load_split` gives back."""
+    cfg = from_dict(ds.DatasetConfig, TINY, "dataset")
+    for split in ds.SPLITS:
+        data = load_split(tiny_data, split)
+        schema = data.schema
+        assert schema.problem == "airfoils"
+        assert schema.field_names == ("u", "v", "cp")
+        assert schema.condition_names == ("aoa_deg", "speed")
+        assert schema.box_is_domain is False
+        assert schema.box == ((-0.5, 1.5), (-0.75, 0.75))
+        assert schema.length_unit == "chord"
+        assert data.attrs["format"] == FORMAT and data.attrs["fingerprint"] == cfg.fingerprint()
+        i = len(data) - 1
+        sample = ds.simulate(cfg, split, i)
+        for got, want in zip(data.polylines(i), sample.polylines, strict=True):
+            np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(data.conditions[i], sample.conditions.astype(np.float32))
+        pts, sdf, fields = data.sample_points(i)
+        np.testing.assert_array_equal(pts, np.asarray(sample.points, dtype=np.float32))
+        np.testing.assert_array_equal(fields, np.asarray(sample.fields, dtype=np.float32))
+        assert sample.sdf is not None
+        np.testing.assert_array_equal(sdf, np.asarray(sample.sdf, dtype=np.float32))
+        # The encoder point set is the one serving computes from the geometry alone.
+        enc, enc_sdf = encoder_points(sample.polylines, cfg.n_encoder, BOX, seed=0)
+        np.testing.assert_array_equal(data.encoder_points[i], enc.astype(np.float32))
+        np.testing.assert_array_equal(data.encoder_sdf[i], enc_sdf.astype(np.float32))
+        for key, value in sample.extra.items():
+            np.testing.assert_allclose(data.extra[key][i], value, rtol=1e-6, equal_nan=True)
+        if split in ds.TEST_SPLITS:
+            assert sample.dense_points is not None and data.dense_points is not None
+            np.testing.assert_array_equal(
+                data.sample_points(i, dense=True)[0], sample.dense_points.astype(np.float32)
+            )
 
 
 def json_list(text: str) -> list[str]:
@@ -217,37 +268,58 @@ def json_list(text: str) -> list[str]:
     return list(json.loads(text))
 
 
+def _file_content(path: Path) -> dict[str, object]:
+    """Every dataset (bytes, NaN padding included) and every attribute of an HDF5 file."""
+    out: dict[str, object] = {}
+
+    def visit(name: str, obj: object) -> None:
+        if isinstance(obj, h5py.Dataset):
+            out[name] = (obj.dtype.str, obj.shape, obj[...].tobytes())
+
+    with h5py.File(path, "r") as f:
+        f.visititems(visit)
+        out["attrs"] = {k: str(v) for k, v in f.attrs.items()}
+    return out
+
+
+@pytest.mark.parametrize("split", ["train", "test_multi"])
 def test_generation_is_deterministic_and_resumes(
-    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, split: str
 ) -> None:
     cfg = from_dict(ds.DatasetConfig, TINY, "dataset")
     real = ds.simulate
     calls = {"n": 0}
 
-    def crash_after_two(*args: object, **kwargs: object) -> object:
+    def crash_after_one(*args: object, **kwargs: object) -> object:
         calls["n"] += 1
-        if calls["n"] > 2:
+        if calls["n"] > 1:
             raise KeyboardInterrupt
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(ds, "simulate", crash_after_two)
+    monkeypatch.setattr(ds, "simulate", crash_after_one)
     with pytest.raises(KeyboardInterrupt):
-        ds.generate_split(cfg, tmp_path, "train", progress=False)
-    partial = tmp_path / "train.h5.partial"
+        ds.generate_split(cfg, tmp_path, split, progress=False)
+    partial = tmp_path / f"{split}.h5.partial"
     with h5py.File(partial, "r") as f:
-        assert f["done"][...].sum() == 2
-    assert not (tmp_path / "train.h5").exists()
+        assert f["done"][...].sum() == 1
+    assert not (tmp_path / f"{split}.h5").exists()
+    with pytest.raises(FileNotFoundError, match="partial"):
+        load_split(tmp_path, split)
     monkeypatch.setattr(ds, "simulate", real)
-    ds.generate_split(cfg, tmp_path, "train", progress=False)
+    ds.generate_split(cfg, tmp_path, split, progress=False)
     assert not partial.exists()
-    resumed, reference = ds.load_split(tmp_path, "train"), ds.load_split(tiny_data, "train")
-    for key in ("surfaces", "points", "fields", "sdf", "encoder_points", "surface_cp", "params"):
-        np.testing.assert_array_equal(getattr(resumed, key), getattr(reference, key), err_msg=key)
+    # The resumed file is the uninterrupted one, byte for byte in every array and attribute.
+    resumed = _file_content(tmp_path / f"{split}.h5")
+    reference = _file_content(tiny_data / f"{split}.h5")
+    assert set(resumed) == set(reference)
+    for key in reference:
+        assert resumed[key] == reference[key], key
     # A finished split is not regenerated; one from another config is refused.
-    assert ds.generate_split(cfg, tmp_path, "train", progress=False) == tmp_path / "train.h5"
+    path = tmp_path / f"{split}.h5"
+    assert ds.generate_split(cfg, tmp_path, split, progress=False) == path
     other = from_dict(ds.DatasetConfig, {**TINY, "seed": 4}, "dataset")
     with pytest.raises(FileExistsError):
-        ds.generate_split(other, tmp_path, "train", progress=False)
+        ds.generate_split(other, tmp_path, split, progress=False)
 
 
 def test_config_validation() -> None:

@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from training.enf2enf.problems import problem_of
 from training.reports.history import history_of
 from training.reports.metrics_table import metrics_table
 from training.reports.page import Page, table
@@ -89,10 +90,13 @@ def make_report(
         from training.reports import acoustics
 
         acoustics.add_sections(page, manifest, version_dir, data, n_cases, progress)
-    elif family == "enf2enf":
+    elif family == "enf2enf" and problem_of(manifest.get("training", {})) == "airfoils":
         from training.reports import airfoils
 
         airfoils.add_sections(page, manifest, version_dir, data, n_cases, progress)
+    elif family == "enf2enf":
+        problem = problem_of(manifest.get("training", {}))
+        page.text(f"No test-case pictures for {problem!r} enf2enf models yet.", css="note")
     else:
         page.text(f"No test-case pictures for the {family!r} family yet.", css="note")
     page.heading("Metrics (the export's evaluation, from manifest.json)")

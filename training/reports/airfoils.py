@@ -23,16 +23,16 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from geometry.airfoils import encoder_points, signed_distance
-from training.airfoils.dataset import DatasetConfig, simulate, split_path
-from training.airfoils.evaluate import OnnxEnf2Enf
-from training.airfoils.metrics import FIELDS, rel_l2_per_sample
+from training.airfoils.dataset import FIELD_COLUMNS, DatasetConfig, simulate
 from training.airfoils.panel import PanelSolution, solve
 from training.common.config import from_dict
+from training.enf2enf.evaluate import OnnxEnf2Enf
+from training.enf2enf.metrics import rel_l2_per_sample
+from training.geometry_data.format import FORMAT, Sample, split_path
 from training.reports.page import Page, magnification, png_bytes, table
 
 Array = NDArray[np.float64]
-# What each case needs from a split, in the split file's names.
-KEYS = ("surfaces", "n_elements", "conditions", "points", "fields", "surface_cp")
+FIELDS = FIELD_COLUMNS  # u, v, cp
 GRID = (120, 90)  # nx, ny over the 2 x 1.5 chord box: square cells
 
 
@@ -66,30 +66,54 @@ def picks(cfg: DatasetConfig, n: int) -> list[tuple[str, int]]:
     return [("test", i) for i in range(n_single)] + [("test_multi", i) for i in range(n_multi)]
 
 
-def _case(split: str, index: int, arrays: dict[str, Any], stored: bool) -> AirfoilCase:
-    n_el = int(arrays["n_elements"])
+def _made_case(split: str, index: int, sample: Sample) -> AirfoilCase:
+    """A case from what the generator's `simulate` returns."""
     return AirfoilCase(
         split=split,
         index=index,
-        polylines=[np.asarray(arrays["surfaces"][e], dtype=np.float64) for e in range(n_el)],
-        conditions=np.asarray(arrays["conditions"], dtype=np.float32),
-        points=np.asarray(arrays["points"], dtype=np.float32),
-        fields=np.asarray(arrays["fields"], dtype=np.float32),
-        surface_cp=np.asarray(arrays["surface_cp"], dtype=np.float32),
-        stored=stored,
+        polylines=[np.asarray(p, dtype=np.float64) for p in sample.polylines],
+        conditions=np.asarray(sample.conditions, dtype=np.float32),
+        points=np.asarray(sample.points, dtype=np.float32),
+        fields=np.asarray(sample.fields, dtype=np.float32),
+        surface_cp=np.asarray(sample.extra["surface_cp"], dtype=np.float32),
+        stored=False,
     )
 
 
-def _stored_split(cfg: DatasetConfig, path: Path, indices: list[int]) -> list[AirfoilCase] | None:
+def _stored_case(split: str, index: int, f: h5py.File) -> AirfoilCase:
+    """One sample of an open split file (training.geometry_data.format), padding dropped."""
+    padded, n_vertices = f["polylines"][index], f["n_vertices"][index]
+    n = int(f["n_points"][index])
+    return AirfoilCase(
+        split=split,
+        index=index,
+        polylines=[
+            np.asarray(padded[e, : int(n_vertices[e])], dtype=np.float64)
+            for e in range(int(f["n_polylines"][index]))
+        ],
+        conditions=np.asarray(f["conditions"][index], dtype=np.float32),
+        points=np.asarray(f["points"][index, :n], dtype=np.float32),
+        fields=np.asarray(f["fields"][index, :n], dtype=np.float32),
+        surface_cp=np.asarray(f["extra/surface_cp"][index], dtype=np.float32),
+        stored=True,
+    )
+
+
+def _stored_split(
+    cfg: DatasetConfig, path: Path, indices: list[int]
+) -> tuple[list[AirfoilCase] | None, str]:
+    """The cases from a stored split, or None and why it cannot serve."""
     if not path.exists():
-        return None
+        return None, "is not present"
     split = path.stem
     with h5py.File(path, "r") as f:
+        if f.attrs.get("format") != FORMAT:
+            return None, f"is not in the {FORMAT} format (made by an older version)"
         if f.attrs.get("fingerprint") != cfg.fingerprint():
-            return None
+            return None, "was made from another dataset config"
         if not all(bool(f["done"][i]) for i in indices):
-            return None
-        return [_case(split, i, {k: f[k][i] for k in KEYS}, True) for i in indices]
+            return None, "lacks some of these samples"
+        return [_stored_case(split, i, f) for i in indices], ""
 
 
 def reference_cases(
@@ -104,14 +128,13 @@ def reference_cases(
     origins: list[str] = []
     for split, indices in wanted.items():
         path = split_path(data_dir, split)
-        found = _stored_split(cfg, path, indices)
+        found, why = _stored_split(cfg, path, indices)
         if found is not None:
             cases.extend(found)
             origins.append(f"{split}: the stored split {path}")
             continue
-        why = "is not present" if not path.exists() else "was made from another dataset config"
         for i in tqdm(indices, desc=f"panel method {split}", disable=not progress):
-            cases.append(_case(split, i, simulate(cfg, split, i), False))
+            cases.append(_made_case(split, i, simulate(cfg, split, i)))
         origins.append(
             f"{split}: made again for this report by the dataset generator (Hess-Smith panel "
             f"method, the dataset config recorded in the manifest), because {path} {why}"

@@ -118,9 +118,9 @@ def _figure(plot: Callable[[Rows, Path], None], rows: Rows) -> bytes:
 
 def _plotter(family: str) -> Callable[[Rows, Path], None]:
     if family == "enf2enf":
-        from training.airfoils.train import plot_history as plot_airfoil
+        from training.enf2enf.train import plot_history as plot_enf2enf
 
-        return plot_airfoil
+        return plot_enf2enf
     from training.acoustics.plots import plot_history as plot_acoustic
 
     return plot_acoustic
