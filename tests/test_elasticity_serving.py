@@ -2,7 +2,7 @@
 
 The stand-in model is built here with the onnx helper API, so every answer can be checked to
 the number: its encoder and decoder are simple closed forms (below) of exactly the inputs the
-service computes with geometry.airfoils (encoder points and signed distances), under the
+service computes with geometry.polylines (encoder points and signed distances), under the
 manifest a geometry-fields exporter writes. The same requests run against the in-process cache
 and a real Redis.
 
@@ -29,8 +29,8 @@ from onnx import TensorProto, helper, numpy_helper
 from app.families.geometry_domain import geometry_id
 from app.main import create_app
 from app.settings import Settings
-from geometry.airfoils import encoder_points, signed_distance
 from geometry.grids import grid_points
+from geometry.polylines import encoder_points, signed_distance
 from tests.helpers_serving import Samples, live_server, metric, parse_metrics
 
 pytest_plugins = ["tests.fixtures_redis"]
@@ -208,7 +208,7 @@ def star(r0: float = 0.25, r1: float = 0.35, n: int = 20) -> np.ndarray:
 
 
 def by_hand(polyline: np.ndarray, load: float, points: np.ndarray) -> np.ndarray:
-    """(N, 3) [von_mises, ux, uy] of the stand-in, from geometry.airfoils as training does."""
+    """(N, 3) [von_mises, ux, uy] of the stand-in, from geometry.polylines as training does."""
     enc_pts, enc_sdf = encoder_points([polyline], N_ENCODER, DOMAIN["box"], seed=0)
     enc_pts, enc_sdf = enc_pts.astype(np.float32), enc_sdf.astype(np.float32)
     feat = np.concatenate([enc_pts.mean(axis=0), [enc_sdf.mean()]]).astype(np.float32)

@@ -1,7 +1,7 @@
 """enf2enf (Catalani et al., 2025): steady fields around a geometry from a geometry encoder and a
 decoder conditioned on global parameters.
 
-    points, sdf = encoder_points(polylines, n_encoder, box, seed)   geometry.airfoils
+    points, sdf = encoder_points(polylines, n_encoder, box, seed)   geometry.polylines
     latents     = encoder(points, sdf)                               (L, C) latent point cloud
     fields      = decoder(latents, conditions, query, signed_distance(query, polylines))
 
@@ -53,7 +53,7 @@ from app.schemas import (
     PointsQuery,
     validate_body,
 )
-from geometry.airfoils import encoder_points
+from geometry.polylines import encoder_points
 
 log = logging.getLogger("fieldserve.enf2enf")
 

@@ -15,8 +15,8 @@ NACA parameters or a shape outside the trained ones, a body or query points outs
 box, query points nearer a wall than the training data ever came. The model still answers
 those; the client is told.
 
-Every geometry function is geometry.airfoils' (shared with training), so a NACA section is
-exactly the polyline the model was trained on.
+Every geometry function is geometry.polylines' or geometry.airfoils' (shared with training), so
+a NACA section is exactly the polyline the model was trained on.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ from numpy.typing import NDArray
 from app.cache.keys import digest
 from app.errors import InvalidInputError, ManifestError
 from app.families.base import Notice
-from geometry.airfoils import check_polylines, inside, naca4, parse_naca, signed_distance
+from geometry.airfoils import naca4, parse_naca
 from geometry.grids import grid_points
+from geometry.polylines import check_polylines, inside, signed_distance
 
 F64 = NDArray[np.float64]
 Range = tuple[float, float]
@@ -506,7 +507,7 @@ class GeometryDomain:
 
     @staticmethod
     def signed_distance(points: F64, polylines: Sequence[F64]) -> F64:
-        """geometry.airfoils.signed_distance in blocks, so memory stays bounded for any size."""
+        """geometry.polylines.signed_distance in blocks, so memory stays bounded for any size."""
         segments = sum(len(p) - 1 for p in polylines)
         rows = max(64, _SDF_BLOCK // max(segments, 1))
         if len(points) <= rows:
