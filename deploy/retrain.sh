@@ -21,9 +21,12 @@ python="${PYTHON:-python}"
 
 name=$("$python" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["dataset"]["name"])' "$config")
 family=$("$python" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["family"])' "$config")
+# The problem whose generator makes the data: the config's `problem:` (enf2enf trains on any
+# geometry dataset: airfoils, elasticity), else the family's default, as `training` reads it.
+problem=$("$python" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1])).get("problem") or "")' "$config")
 case "$family" in
-  deeponet) task=acoustics ;;
-  enf2enf) task=airfoils ;;
+  deeponet) task="${problem:-acoustics}" ;;
+  enf2enf) task="${problem:-airfoils}" ;;
   *) echo "retrain: unknown family '$family' in $config" >&2; exit 2 ;;
 esac
 
