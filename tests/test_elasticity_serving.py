@@ -207,6 +207,23 @@ def star(r0: float = 0.25, r1: float = 0.35, n: int = 20) -> np.ndarray:
     return np.concatenate([pts, pts[:1]])
 
 
+def lopsided(r0: float, r1: float, n: int = 64) -> np.ndarray:
+    """Radius r1 on the right half (|angle| < 90 deg), r0 on the left: the farthest centroid."""
+    a = np.linspace(0.0, 2 * np.pi, n, endpoint=False) + np.pi / n
+    r = np.where(np.cos(a) > 0, r1, r0)
+    pts = np.stack([0.5 + r * np.cos(a), 0.5 + r * np.sin(a)], axis=1)
+    return np.concatenate([pts, pts[:1]])
+
+
+def crescent(n: int = 16) -> np.ndarray:
+    """An annular sector between radii 0.22 and 0.38, 0 to 90 degrees: beside the centre."""
+    a = np.linspace(0.0, np.pi / 2, n)
+    outer = np.stack([0.5 + 0.38 * np.cos(a), 0.5 + 0.38 * np.sin(a)], axis=1)
+    inner = np.stack([0.5 + 0.22 * np.cos(a), 0.5 + 0.22 * np.sin(a)], axis=1)[::-1]
+    pts = np.concatenate([outer, inner])
+    return np.concatenate([pts, pts[:1]])
+
+
 def by_hand(polyline: np.ndarray, load: float, points: np.ndarray) -> np.ndarray:
     """(N, 3) [von_mises, ux, uy] of the stand-in, from geometry.polylines as training does."""
     enc_pts, enc_sdf = encoder_points([polyline], N_ENCODER, DOMAIN["box"], seed=0)
@@ -416,12 +433,18 @@ def test_out_of_range_load_and_shape_are_warned(client: TestClient) -> None:
     assert "200000" in out["warnings"][0]["message"] and "Pa" in out["warnings"][0]["message"]
     close(columns(out), by_hand(polyline, 200000.0, points))
 
-    # Radii within the trained 0.2..0.4 (5% slack: 0.19..0.41): no warning.
-    for ok in (star(0.2, 0.4), star(0.195, 0.405)):
+    # Radii within the trained 0.2..0.4 (5% slack: 0.19..0.41), even lopsided (radius 0.4 on
+    # one half, 0.2 on the other: the centroid 0.119 from the centre): no warning.
+    for ok in (
+        star(0.2, 0.4),
+        star(0.195, 0.405),
+        lopsided(0.2, 0.4),
+        void(0.25, center=(0.55, 0.5)),
+    ):
         out = post(client, "geometries", {"geometry": curves(ok)})
         assert out["warnings"] == [], out["warnings"]
-    # Too small, too large, off centre.
-    shapes = (void(0.1), star(0.25, 0.45), void(0.25, center=(0.55, 0.5)))
+    # Too small, too large, a crescent beside the centre (radii in range, centroid 0.23 away).
+    shapes = (void(0.1), star(0.25, 0.45), crescent())
     for shape in shapes:
         out = post(client, "geometries", {"geometry": curves(shape)})
         assert [(w["field"], w["code"]) for w in out["warnings"]] == [
@@ -432,7 +455,7 @@ def test_out_of_range_load_and_shape_are_warned(client: TestClient) -> None:
             client, "predict", request({"geometry_id": out["geometry_id"]}, [[0.02, 0.02]])
         )
         assert [w["code"] for w in by_id["warnings"]] == ["shape_outside_trained_range"]
-    assert "centroid" in out["warnings"][0]["message"]
+    assert "does not surround the centre" in out["warnings"][0]["message"]
 
 
 def test_points_in_the_void_or_outside_the_cell_are_refused(client: TestClient) -> None:
