@@ -169,7 +169,7 @@ class Discretization:
         self.bp = self.bu.with_element(skfem.ElementTriP1())
         self.nu, self.np_ = self.bu.N, self.bp.N
         self.G = np.stack([phi[0].grad for phi in self.bu.basis])  # (12, 2, 2, E, Q)
-        self.Q = np.stack([phi[0].value for phi in self.bp.basis])  # (3, E, Q)
+        self.Q = np.stack([np.asarray(phi[0]) for phi in self.bp.basis])  # (3, E, Q)
         self.dx = self.bu.dx  # (E, Q)
         dofs = np.concatenate([self.bu.element_dofs, self.bp.element_dofs + self.nu])  # (15, E)
         self.rows = np.repeat(dofs[:, None, :], 15, axis=1).ravel()
@@ -399,7 +399,7 @@ def evaluate(sol: Solution, points: F64) -> tuple[F64, F64]:
         comp = 2 if isinstance(elem, skfem.ElementVector) else 1
         acc = np.zeros((comp, len(pts)))
         for k in range(basis.Nbfun):
-            phi = np.asarray(elem.gbasis(basis.mapping, ref, k, tind=cells)[0].value)
+            phi = np.asarray(elem.gbasis(basis.mapping, ref, k, tind=cells)[0])
             acc += phi.reshape(comp, len(pts)) * values[basis.element_dofs[k, cells]]
         out.append(acc)
     return out[0][0], out[1].T
