@@ -169,6 +169,10 @@ class Discretization:
         self.bp = self.bu.with_element(skfem.ElementTriP1())
         self.nu, self.np_ = self.bu.N, self.bp.N
         self.G = np.stack([phi[0].grad for phi in self.bu.basis])  # (12, 2, 2, E, Q)
+        # each vector basis function moves one component: its gradient has one non-zero row;
+        # the tangent is assembled per component pair from those rows (4x fewer flops)
+        self.comp = np.argmax(np.abs(self.G).sum(axis=(2, 3, 4)), axis=1)  # (12,)
+        self.g = self.G[np.arange(12), self.comp]  # (12, 2, E, Q)
         self.Q = np.stack([np.asarray(phi[0]) for phi in self.bp.basis])  # (3, E, Q)
         self.dx = self.bu.dx  # (E, Q)
         dofs = np.concatenate([self.bu.element_dofs, self.bp.element_dofs + self.nu])  # (15, E)
@@ -185,6 +189,18 @@ class Discretization:
         else:
             raise ValueError(f"bottom must be 'clamped' or 'roller', got {bottom!r}")
         self.free = np.setdiff1d(np.arange(n), fixed)
+        # The Newton matrix is assembled straight into the free-dof CSC structure: each element
+        # entry's slot in its data array is found once per mesh (sorting), then every iteration
+        # is one bincount instead of COO -> CSR -> slicing -> CSC.
+        red = np.full(n, -1)
+        red[self.free] = np.arange(len(self.free))
+        r, c = red[self.rows], red[self.cols]
+        self.keep = (r >= 0) & (c >= 0)
+        nf = len(self.free)
+        key = c[self.keep].astype(np.int64) * nf + r[self.keep]
+        uniq, self.slot = np.unique(key, return_inverse=True)
+        self.indices = (uniq % nf).astype(np.int32)
+        self.indptr = np.searchsorted(uniq // nf, np.arange(nf + 1)).astype(np.int32)
         top = skfem.FacetBasis(m, self.bu.elem, facets=m.boundaries["top"], intorder=4)
 
         @skfem.LinearForm
@@ -217,13 +233,23 @@ class Discretization:
         np.add.at(r, self.dofs, np.concatenate([ru, rp]))
         return r - load * self.f_unit
 
-    def jacobian(self, x: F64, mat: Material) -> sp.csr_matrix:
+    def jacobian(self, x: F64, mat: Material) -> sp.csc_matrix:
+        """The Newton matrix on the free dofs (CSC)."""
         F = self.grad_u(x) + np.eye(2)[:, :, None, None]
         J = F[0, 0] * F[1, 1] - F[0, 1] * F[1, 0]
         p = mat.mu * self.pressure(x)
         A = tangent(F, p, mat)
         Gdx = self.G * self.dx
-        kuu = np.einsum("aijeq,ijkleq,bkleq->eab", Gdx, A, self.G, optimize=True)
+        gdx = self.g * self.dx
+        kuu = np.zeros((F.shape[2], 12, 12))
+        for c in range(2):
+            a = np.flatnonzero(self.comp == c)
+            for d in range(2):
+                b = np.flatnonzero(self.comp == d)
+                blk = np.einsum(
+                    "ajeq,jleq,bleq->eab", gdx[a], A[c, :, d, :], self.g[b], optimize=True
+                )
+                kuu[:, a[:, None], b[None, :]] = blk
         FinvT = np.array([[F[1, 1], -F[1, 0]], [-F[0, 1], F[0, 0]]]) / J
         # d R_u / d(p/mu) = mu * J F^-T : grad v
         kup = mat.mu * np.einsum("aijeq,ijeq,beq->eab", Gdx, J * FinvT, self.Q, optimize=True)
@@ -234,9 +260,10 @@ class Discretization:
         k[:, :12, 12:] = kup
         k[:, 12:, :12] = kup.transpose(0, 2, 1)
         k[:, 12:, 12:] = kpp
-        n = self.nu + self.np_
-        data = k.transpose(1, 2, 0).ravel()  # (15, 15, E) to match rows/cols
-        return sp.csr_matrix((data, (self.rows, self.cols)), shape=(n, n))
+        data = k.transpose(1, 2, 0).ravel()[self.keep]  # (15, 15, E) to match rows/cols
+        nf = len(self.free)
+        values = np.bincount(self.slot, weights=data, minlength=len(self.indices))
+        return sp.csc_matrix((values, self.indices, self.indptr), shape=(nf, nf))
 
     def recover(self, x: F64, mat: Material) -> tuple[F64, F64]:
         """Cauchy stress (n, 4) and pressure (n,) at the vertices: L2 projection onto P1."""
@@ -286,7 +313,7 @@ def _newton(
         history.append(norm / scale)
         if norm <= prm.rtol * scale:
             return x, history
-        K = disc.jacobian(x, mat)[free][:, free].tocsc()
+        K = disc.jacobian(x, mat)
         dx = _linear_solve(K, -r[free])
         if dx is None:
             return None

@@ -63,16 +63,27 @@ class CellMesh:
 def _gmsh_session() -> Iterator[None]:
     """Initialise gmsh quietly and single-threaded, finalise it whatever happens."""
     with _GMSH_LOCK:
-        # no signal handler: workers and threads must not have gmsh grab SIGINT
-        gmsh.initialize(readConfigFiles=False, interruptible=False)
+        # a session someone else opened is borrowed (a model of our own, removed after), not
+        # finalised under them
+        owner = not gmsh.isInitialized()
+        if owner:
+            # no signal handler: workers and threads must not have gmsh grab SIGINT
+            gmsh.initialize(readConfigFiles=False, interruptible=False)
+        previous = "" if owner else gmsh.model.getCurrent()
         try:
             gmsh.option.setNumber("General.Terminal", 0)
             gmsh.option.setNumber("General.Verbosity", 0)
             gmsh.option.setNumber("General.NumThreads", 1)
             gmsh.option.setNumber("Mesh.MaxNumThreads2D", 1)
+            gmsh.model.add("fieldserve-cell")
             yield
         finally:
-            gmsh.finalize()
+            if owner:
+                gmsh.finalize()
+            else:
+                gmsh.model.remove()
+                if previous:
+                    gmsh.model.setCurrent(previous)
 
 
 def mesh_cell(void: F64 | None, params: MeshParams, box: Box = UNIT_CELL) -> CellMesh:
@@ -81,7 +92,6 @@ def mesh_cell(void: F64 | None, params: MeshParams, box: Box = UNIT_CELL) -> Cel
     With `void=None` the box is meshed uniformly with h_max."""
     (x0, x1), (y0, y1) = box
     with _gmsh_session():
-        gmsh.model.add("cell")
         geo = gmsh.model.geo
         corners = [geo.addPoint(x, y, 0.0) for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))]
         outer = [geo.addLine(corners[i], corners[(i + 1) % 4]) for i in range(4)]
