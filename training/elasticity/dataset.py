@@ -252,6 +252,9 @@ def _previous_extras(path: Path) -> dict[str, NDArray[Any]]:
         return {}
 
 
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def _results(
     cfg: DatasetConfig, split: str, todo: list[int], workers: int
 ) -> Iterator[dict[str, Any]]:
@@ -260,9 +263,21 @@ def _results(
     if workers <= 1 or len(todo) <= 1:
         yield from map(_simulate_args, jobs)
         return
-    # spawn: workers start clean (no inherited HDF5 handle, gmsh state or thread pools)
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        yield from pool.map(_simulate_args, jobs, chunksize=1)
+    # spawn: workers start clean (no inherited HDF5 handle, gmsh state or thread pools), and
+    # with one BLAS/OpenMP thread each, as the pool already fills the cores (the variables are
+    # set while the pool lives: it starts its workers on demand)
+    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+    os.environ.update({k: "1" for k in _THREAD_VARS})
+    try:
+        spawn = mp.get_context("spawn")
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=spawn) as pool:
+            yield from pool.map(_simulate_args, jobs, chunksize=1)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def generate_split(
