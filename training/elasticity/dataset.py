@@ -49,6 +49,12 @@ from training.geometry_data.format import (
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+TEST_SPLITS = ("test",)
+DESCRIPTION = (
+    "2-D hyperelastic unit cell with a central void (the Geo-FNO elasticity setting, "
+    "nearly incompressible Mooney-Rivlin, plane strain, mixed P2-P1 FEM): von Mises stress and "
+    "displacement anywhere in the cell, for a void shape and a top traction"
+)
 SINGULAR_POINTS = ((0.0, 0.0), (1.0, 0.0))  # where the clamped bottom meets the free sides
 ERROR_COLUMNS = ("von_mises", "von_mises_no_corners", "displacement", "displacement_no_corners")
 
@@ -145,6 +151,12 @@ def void_range(cfg: DatasetConfig) -> dict[str, Any]:
         "n_void_points": cfg.n_void_points,
         "load": list(cfg.load),
     }
+
+
+def shape_range(cfg: DatasetConfig) -> dict[str, Any]:
+    """The trained shapes as the service's manifest states them: voids star-shaped about the
+    centre, radii in [r0, r0 + dr]."""
+    return {"kind": "star", "center": list(cfg.centre), "radius": [cfg.r0, cfg.r0 + cfg.dr]}
 
 
 def sample_case(cfg: DatasetConfig, split: str, index: int) -> tuple[NDArray[np.float64], float]:
