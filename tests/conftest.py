@@ -135,7 +135,7 @@ def tiny_airfoil_config() -> dict[str, Any]:
 
 
 @dataclass
-class TinyAirfoil:
+class TinyGeometry:
     config: Path
     data: Path
     run: Path
@@ -148,7 +148,7 @@ class TinyAirfoil:
 
 
 @pytest.fixture(scope="session")
-def tiny_airfoil(tmp_path_factory: pytest.TempPathFactory) -> TinyAirfoil:
+def tiny_airfoil(tmp_path_factory: pytest.TempPathFactory) -> TinyGeometry:
     """Generate, train and export a tiny enf2enf through the CLI, once per session."""
     from training.cli import main
 
@@ -156,8 +156,78 @@ def tiny_airfoil(tmp_path_factory: pytest.TempPathFactory) -> TinyAirfoil:
     cfg = tiny_airfoil_config()
     config = root / "config.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    t = TinyAirfoil(config, root / "data", root / "run", root / "models", cfg["dataset"]["name"])
+    t = TinyGeometry(config, root / "data", root / "run", root / "models", cfg["dataset"]["name"])
     assert main(["generate", "airfoils", "--config", str(config), "--out", str(t.data)]) == 0
+    train_args = ["--config", str(config), "--data", str(t.data), "--out", str(t.run)]
+    assert main(["train", *train_args, "--device", "cpu"]) == 0
+    assert main(["export", "--run", str(t.run), "--out", str(t.models), "--data", str(t.data)]) == 0
+    return t
+
+
+def tiny_elasticity_config() -> dict[str, Any]:
+    """The elastic cell on coarse meshes: real FEM solves, a few seconds in all."""
+    return {
+        "family": "enf2enf",
+        "problem": "elasticity",
+        "dataset": {
+            "name": "tiny-elasticity",
+            "n_train": 6,
+            "n_val": 2,
+            "n_test": 2,
+            "h_min": 0.05,
+            "h_max": 0.12,
+            "n_encoder": 64,
+            "seed": 5,
+        },
+        "model": {
+            "latent_grid": 2,
+            "latent_dim": 4,
+            "latent_bbox": [-0.6, 0.6, -0.6, 0.6],
+            "enc_hidden": 8,
+            "dec_hidden": 8,
+            "out_width": 8,
+            "field_scale": [0, 0, 0],
+        },
+        "train": {
+            "steps": 10,
+            "encoder_steps": 5,
+            "encoder_batch": 4,
+            "encoder_field_points": 16,
+            "batch_samples": 4,
+            "batch_points": 32,
+            "warmup_steps": 2,
+            "val_every": 5,
+            "checkpoint_every": 5,
+            "baseline_steps": 6,
+            "baseline": {
+                "sensor_nx": 4,
+                "sensor_ny": 4,
+                "branch_width": 8,
+                "branch_depth": 1,
+                "trunk_width": 8,
+                "trunk_depth": 1,
+                "n_basis": 4,
+                "n_fourier": 2,
+                "batch_samples": 4,
+                "batch_points": 32,
+                "warmup_steps": 2,
+                "val_every": 3,
+            },
+        },
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_elasticity(tmp_path_factory: pytest.TempPathFactory) -> TinyGeometry:
+    """Generate (FEM), train and export a tiny elasticity enf2enf through the CLI, once."""
+    from training.cli import main
+
+    root = tmp_path_factory.mktemp("elasticity")
+    cfg = tiny_elasticity_config()
+    config = root / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    t = TinyGeometry(config, root / "data", root / "run", root / "models", cfg["dataset"]["name"])
+    assert main(["generate", "elasticity", "--config", str(config), "--out", str(t.data)]) == 0
     train_args = ["--config", str(config), "--data", str(t.data), "--out", str(t.run)]
     assert main(["train", *train_args, "--device", "cpu"]) == 0
     assert main(["export", "--run", str(t.run), "--out", str(t.models), "--data", str(t.data)]) == 0

@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import TinyAirfoil, tiny_airfoil_config
+from conftest import TinyGeometry, tiny_airfoil_config
 
 from geometry.airfoils import BOX, naca4
 from training.cli import main
@@ -26,11 +26,11 @@ from training.enf2enf.train import TrainConfig, load_model, train
 from training.geometry_data.format import Split, load_split
 
 
-def _split(t: TinyAirfoil, name: str) -> Split:
+def _split(t: TinyGeometry, name: str) -> Split:
     return load_split(t.data, name)
 
 
-def test_end_to_end_outputs(tiny_airfoil: TinyAirfoil) -> None:
+def test_end_to_end_outputs(tiny_airfoil: TinyGeometry) -> None:
     for name in ("checkpoint.pt", "loss.png", "field.png", "history.json", "baseline_deeponet.pt"):
         assert (tiny_airfoil.run / name).stat().st_size > 0, name
     history = json.loads((tiny_airfoil.run / "history.json").read_text())
@@ -56,7 +56,7 @@ def test_end_to_end_outputs(tiny_airfoil: TinyAirfoil) -> None:
     assert np.isfinite(metrics["superres_ratio"])
 
 
-def test_encoder_onnx_matches_torch(tiny_airfoil: TinyAirfoil) -> None:
+def test_encoder_onnx_matches_torch(tiny_airfoil: TinyGeometry) -> None:
     """The unrolled inner loop (forward + backward of every step) in ONNX equals torch's."""
     model, _ = load_model(tiny_airfoil.run)
     test = _split(tiny_airfoil, "test_multi")
@@ -73,7 +73,7 @@ def test_encoder_onnx_matches_torch(tiny_airfoil: TinyAirfoil) -> None:
 
 
 @pytest.mark.parametrize("n_points", [5, 1500])
-def test_decoder_onnx_matches_torch(tiny_airfoil: TinyAirfoil, n_points: int) -> None:
+def test_decoder_onnx_matches_torch(tiny_airfoil: TinyGeometry, n_points: int) -> None:
     model, _ = load_model(tiny_airfoil.run)
     test = _split(tiny_airfoil, "test")
     latents = model.encode(
@@ -113,7 +113,7 @@ def test_relative_features_equal_the_direct_fourier_features(d_pos: int) -> None
             assert float((got - direct).abs().max()) <= 2e-6 * float(direct.abs().max())
 
 
-def test_inner_loop_reduces_sdf_loss_on_held_out_geometries(tiny_airfoil: TinyAirfoil) -> None:
+def test_inner_loop_reduces_sdf_loss_on_held_out_geometries(tiny_airfoil: TinyGeometry) -> None:
     model, _ = load_model(tiny_airfoil.run)
     for split in ("test", "test_multi"):
         data = _split(tiny_airfoil, split)
@@ -127,7 +127,7 @@ def test_inner_loop_reduces_sdf_loss_on_held_out_geometries(tiny_airfoil: TinyAi
         assert (after < before).all(), (split, before, after)
 
 
-def test_decoder_is_permutation_equivariant_in_queries(tiny_airfoil: TinyAirfoil) -> None:
+def test_decoder_is_permutation_equivariant_in_queries(tiny_airfoil: TinyGeometry) -> None:
     test = _split(tiny_airfoil, "test")
     pts, sdf, cond = test.points[1], test.sdf[1], test.conditions[1]
     perm = np.random.default_rng(0).permutation(len(pts))
@@ -153,7 +153,7 @@ def _assert_close(got: Any, want: Any, where: str = "metrics") -> None:
 
 
 def test_manifest_metrics_equal_evaluate(
-    tiny_airfoil: TinyAirfoil, capsys: pytest.CaptureFixture[str]
+    tiny_airfoil: TinyGeometry, capsys: pytest.CaptureFixture[str]
 ) -> None:
     capsys.readouterr()
     args = ["evaluate", str(tiny_airfoil.version_dir), "--data", str(tiny_airfoil.data), "--json"]
@@ -163,7 +163,7 @@ def test_manifest_metrics_equal_evaluate(
     _assert_close(printed, manifest["metrics"])
 
 
-def test_run_dir_evaluates_like_the_export(tiny_airfoil: TinyAirfoil) -> None:
+def test_run_dir_evaluates_like_the_export(tiny_airfoil: TinyGeometry) -> None:
     from training.enf2enf.evaluate import evaluate_model_dir
 
     torch_metrics = evaluate_model_dir(tiny_airfoil.run, tiny_airfoil.data)
@@ -172,7 +172,7 @@ def test_run_dir_evaluates_like_the_export(tiny_airfoil: TinyAirfoil) -> None:
         assert torch_metrics[key] == pytest.approx(manifest["metrics"][key], rel=1e-4)
 
 
-def test_evaluate_regenerates_missing_test_data(tiny_airfoil: TinyAirfoil, tmp_path: Path) -> None:
+def test_evaluate_regenerates_missing_test_data(tiny_airfoil: TinyGeometry, tmp_path: Path) -> None:
     """A fresh clone has no data/: evaluate rebuilds the held-out splits from the manifest."""
     from training.enf2enf.evaluate import evaluate_model_dir
 
@@ -182,7 +182,7 @@ def test_evaluate_regenerates_missing_test_data(tiny_airfoil: TinyAirfoil, tmp_p
     assert (tmp_path / "fresh" / "test_multi.h5").exists()
 
 
-def test_export_refuses_to_overwrite_a_version(tiny_airfoil: TinyAirfoil) -> None:
+def test_export_refuses_to_overwrite_a_version(tiny_airfoil: TinyGeometry) -> None:
     args = ["export", "--run", str(tiny_airfoil.run), "--out", str(tiny_airfoil.models)]
     assert main([*args, "--version", "1", "--data", str(tiny_airfoil.data)]) == 2
     assert not list((tiny_airfoil.models / tiny_airfoil.name).glob(".*partial"))
@@ -190,7 +190,7 @@ def test_export_refuses_to_overwrite_a_version(tiny_airfoil: TinyAirfoil) -> Non
 
 @pytest.mark.parametrize("split_at", [3, 7], ids=["in-encoder-stage", "in-decoder-stage"])
 def test_resumed_training_equals_uninterrupted(
-    tiny_airfoil: TinyAirfoil, tmp_path: Path, split_at: int
+    tiny_airfoil: TinyGeometry, tmp_path: Path, split_at: int
 ) -> None:
     cfg = tiny_airfoil_config()
     base = {**cfg["train"], "baseline_steps": 0, "val_every": 2, "checkpoint_every": 2}
@@ -208,7 +208,7 @@ def test_resumed_training_equals_uninterrupted(
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_trains_on_cuda(tiny_airfoil: TinyAirfoil, tmp_path: Path) -> None:
+def test_trains_on_cuda(tiny_airfoil: TinyGeometry, tmp_path: Path) -> None:
     cfg = tiny_airfoil_config()
     tc = from_dict(TrainConfig, {**cfg["train"], "baseline_steps": 3})
     state = train(
