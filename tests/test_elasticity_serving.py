@@ -632,3 +632,124 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(standin: StandIn) -> 
     assert not outcome.failures, "\n\n".join(outcome.failures[:10])
     assert not [s for s in outcome.statuses if s >= 500]
     assert outcome.statuses[200] > 0
+
+
+# -- the real tiny model (trained and exported in the session: tests/conftest.py) -------------
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_elasticity: Any) -> Any:
+    return tiny_elasticity
+
+
+@pytest.fixture(scope="module")
+def real(tiny: Any) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(model_dir=tiny.models))) as c:
+        yield c
+
+
+def real_void(domain: dict[str, Any], n: int = 128) -> np.ndarray:
+    """A circle in the middle of the trained shape range (about the box's middle without one)."""
+    shape = domain.get("shape") or {}
+    (x0, x1), (y0, y1) = domain["box"]
+    center = shape.get("center", [(x0 + x1) / 2, (y0 + y1) / 2])
+    r = float(np.mean(shape["radius"])) if "radius" in shape else 0.3 * min(x1 - x0, y1 - y0)
+    return void(r, n=n, center=(float(center[0]), float(center[1])))
+
+
+def real_by_hand(version_dir: Path, polyline: np.ndarray, cond: list[float], points: Any) -> Any:
+    """The manifest's `compose`, straight from onnxruntime."""
+    import onnxruntime as ort
+
+    manifest = json.loads((version_dir / "manifest.json").read_text())
+    d = manifest["domain"]
+    cpu = ["CPUExecutionProvider"]
+    enc = ort.InferenceSession(str(version_dir / "encoder.onnx"), providers=cpu)
+    dec = ort.InferenceSession(str(version_dir / "decoder.onnx"), providers=cpu)
+    pts, sdf = encoder_points([polyline], d["n_encoder"], d["box"], seed=d["encoder_seed"])
+    latents = enc.run(None, {"points": pts.astype(np.float32), "sdf": sdf.astype(np.float32)})[0]
+    q = np.asarray(points, np.float64)
+    out: np.ndarray = dec.run(
+        None,
+        {
+            "latents": latents,
+            "conditions": np.asarray(cond, np.float32),
+            "points": q.astype(np.float32),
+            "sdf": signed_distance(q, [polyline]).astype(np.float32),
+        },
+    )[0]
+    return out
+
+
+def test_the_real_model_answers_as_its_graphs(real: TestClient, tiny: Any) -> None:
+    manifest = json.loads((tiny.version_dir / "manifest.json").read_text())
+    assert (manifest["family"], manifest["task"]) == ("enf2enf", "geometry-fields")
+    d, fields = manifest["domain"], manifest["fields"]
+    names = [c["name"] for c in d["conditions"]]
+    cond = [float(np.mean(c["range"])) for c in d["conditions"]]
+    polyline = real_void(d)
+    points = cell_points(polyline, 20, seed=11)
+    url = f"/v1/models/{tiny.name}/predict"
+    body = {
+        "geometry": {"curves": [polyline.tolist()]},
+        "conditions": dict(zip(names, cond, strict=True)),
+        "query": {"points": points.tolist()},
+    }
+    r = real.post(url, json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["cache"] == "miss" and out["warnings"] == [], out["warnings"]
+    got = np.stack([np.asarray(out["fields"][k], np.float64) for k in fields], axis=1)
+    want = real_by_hand(tiny.version_dir, polyline, cond, points).astype(np.float64)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+    # By id, another load: the latents are reused.
+    again = {**body, "geometry": {"geometry_id": out["geometry_id"]}}
+    again["conditions"] = {c["name"]: float(c["range"][0]) for c in d["conditions"]}
+    r = real.post(url, json=again)
+    assert r.status_code == 200 and r.json()["cache"] == "partial", r.text
+
+    # A grid over the cell: the points outside the void, every value finite.
+    grid = {**body, "query": {"grid": {"nx": 12, "ny": 10}}}
+    r = real.post(url, json=grid)
+    assert r.status_code == 200, r.text
+    g = r.json()
+    kept = np.asarray(g["points"])
+    assert (signed_distance(kept, [polyline]) >= 0).all() and len(kept) < 120
+    assert all(
+        np.isfinite(g["fields"][k]).all() and len(g["fields"][k]) == len(kept) for k in fields
+    )
+
+    # Refusals name the manifest's conditions; a point in the void (its centre) is refused.
+    r = real.post(url, json={**body, "conditions": {}})
+    assert r.status_code == 422 and r.json()["field"] == f"conditions.{names[0]}", r.text
+    centre = polyline[:-1].mean(axis=0).tolist()
+    r = real.post(url, json={**body, "query": {"points": [centre]}})
+    assert r.status_code == 422 and r.json()["field"] == "query", r.text
+    r = real.post(url, json={**body, "query": {"points": [[0.5, 1.2]]}})
+    assert r.status_code == 422 and r.json()["field"] == "query.points", r.text
+
+
+def test_the_real_model_end_to_end_on_v2(real: TestClient, tiny: Any) -> None:
+    manifest = json.loads((tiny.version_dir / "manifest.json").read_text())
+    d = manifest["domain"]
+    cond = [float(np.mean(c["range"])) for c in d["conditions"]]
+    polyline = real_void(d)
+    points = cell_points(polyline, 9, seed=12)
+    enc_pts, enc_sdf = encoder_points([polyline], d["n_encoder"], d["box"], seed=d["encoder_seed"])
+    feeds = {
+        "encoder_points": enc_pts.astype(np.float32),
+        "encoder_sdf": enc_sdf.astype(np.float32),
+        "conditions": np.asarray(cond, np.float32),
+        "points": points.astype(np.float32),
+        "sdf": signed_distance(points, [polyline]).astype(np.float32),
+    }
+    r = real.post(
+        f"/v2/models/{tiny.name}/infer",
+        json={"inputs": [_tensor_json(k, v) for k, v in feeds.items()]},
+    )
+    assert r.status_code == 200, r.text
+    (out,) = r.json()["outputs"]
+    got = np.asarray(out["data"], np.float64).reshape(out["shape"])
+    want = real_by_hand(tiny.version_dir, polyline, cond, points)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
