@@ -176,17 +176,22 @@ class Outcome:
 
 @pytest.fixture(scope="module")
 def served(
-    tmp_path_factory: pytest.TempPathFactory, tiny_acoustic: Any, tiny_airfoil: Any
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_acoustic: Any,
+    tiny_airfoil: Any,
+    tiny_elasticity: Any,
 ) -> Iterator[tuple[FastAPI, dict[str, Any]]]:
-    """An app serving an acoustic and an airfoil model, and its document narrowed to them."""
+    """An app serving an acoustic, an airfoil and an elasticity model, and its document
+    narrowed to them."""
     root = tmp_path_factory.mktemp("openapi-models")
-    for t in (tiny_acoustic, tiny_airfoil):
+    for t in (tiny_acoustic, tiny_airfoil, tiny_elasticity):
         shutil.copytree(t.version_dir, root / t.name / "1")
     app = create_app(Settings(model_dir=root, max_points=2000))
     with TestClient(app) as client:
         spec = client.get("/openapi.json").json()
         v2_names = [m["name"] for m in client.post("/v2/repository/index").json()]
-    yield app, narrowed(spec, [tiny_acoustic.name, tiny_airfoil.name], v2_names)
+    models = [tiny_acoustic.name, tiny_airfoil.name, tiny_elasticity.name]
+    yield app, narrowed(spec, models, v2_names)
 
 
 def narrowed(spec: dict[str, Any], models: list[str], v2_names: list[str]) -> dict[str, Any]:
@@ -208,16 +213,21 @@ def narrowed(spec: dict[str, Any], models: list[str], v2_names: list[str]) -> di
     return out
 
 
-def _example_target(path: str, example: str, acoustic: str, airfoil: str) -> str:
+def _example_target(path: str, example: str, acoustic: str, airfoil: str, elasticity: str) -> str:
     """The served model an example is written for (app/routers/examples.py)."""
     if "/v2/" in path:
         return f"{acoustic}.trunk" if "trunk" in example else acoustic
+    if example.startswith("elasticity"):
+        return elasticity
     return acoustic if example.startswith("acoustics") else airfoil
 
 
 @pytest.mark.parametrize("tiny_acoustic", [2], indirect=True, ids=["2d"])
 def test_every_published_example_is_answered_as_documented(
-    served: tuple[FastAPI, dict[str, Any]], tiny_acoustic: Any, tiny_airfoil: Any
+    served: tuple[FastAPI, dict[str, Any]],
+    tiny_acoustic: Any,
+    tiny_airfoil: Any,
+    tiny_elasticity: Any,
 ) -> None:
     app, spec = served
     checked = 0
@@ -226,7 +236,9 @@ def test_every_published_example_is_answered_as_documented(
             op = operations.get("post", {})
             body = op.get("requestBody", {}).get("content", {}).get("application/json", {})
             for key, example in body.get("examples", {}).items():
-                name = _example_target(path, key, tiny_acoustic.name, tiny_airfoil.name)
+                name = _example_target(
+                    path, key, tiny_acoustic.name, tiny_airfoil.name, tiny_elasticity.name
+                )
                 url = path.replace("{name}", name).replace("{version}", "1")
                 r = client.post(url, json=example["value"])
                 assert r.status_code == 200, (url, key, r.text)

@@ -99,8 +99,15 @@ def serving(problem: str, data_cfg: dict[str, Any], split: Split, model: Any) ->
         "box": [list(r) for r in schema.box],
         "box_is_domain": schema.box_is_domain,
         "length_unit": schema.length_unit,
+        # A field the graph multiplies by a condition trained on positive values only (stress
+        # by the load) has no meaning for a value <= 0: the service refuses it.
         "conditions": [
-            {"name": n, "units": u, "range": [lo[k], hi[k]]}
+            {
+                "name": n,
+                "units": u,
+                "range": [lo[k], hi[k]],
+                "positive": bool(k in model.cfg.field_scale and lo[k] > 0),
+            }
             for k, (n, u) in enumerate(
                 zip(schema.condition_names, schema.condition_units, strict=True)
             )
