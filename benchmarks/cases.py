@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -16,12 +17,15 @@ from benchmarks import client as http
 from benchmarks.context import Context, Inputs, cpu_count, redis_pair
 from benchmarks.load import http_load, lean_load, thread_load
 from benchmarks.modes import Mode
+from benchmarks.raw import RawEnf2Enf
 from benchmarks.stats import ratio
+from benchmarks.workloads import ELASTICITY_TASK, ElasticityWorkload
 from geometry import encoder_points, signed_distance
 
 Case = dict[str, Any]
 F64 = np.ndarray
 N_A_RECEIVERS = 5
+ELASTIC_FIELDS = ("von_mises", "ux", "uy")
 
 
 def _torch_mode(ctx: Context, case: Case, key: str, inputs: Inputs) -> list[Mode]:
@@ -283,7 +287,12 @@ def case_d(ctx: Context) -> Case:
 def _geo_available(ctx: Context, c: http.Client) -> str | None:
     """None when the service answers geometry requests, else why not."""
     assert ctx.geo is not None
-    name = ctx.geo.name
+    probe = ctx.geo.request({"naca": "0012"}, ctx.geo.query("0012")[:16])
+    return _model_available(c, ctx.geo.name, probe)
+
+
+def _model_available(c: http.Client, name: str, probe: dict[str, Any]) -> str | None:
+    """None when the service serves `name` and answers `probe` with 200, else why not."""
     served = {m["name"]: m for m in c.get("/v1/models").json()["models"]}
     if name not in served:
         refused = [
@@ -291,7 +300,6 @@ def _geo_available(ctx: Context, c: http.Client) -> str | None:
         ]
         why = f": refused ({refused[0].get('reason')})" if refused else ""
         return f"the service does not serve {name}{why}"
-    probe = ctx.geo.request({"naca": "0012"}, ctx.geo.query("0012")[:16])
     r = c.post(f"/v1/models/{name}/predict", content=http.body(probe))
     if r.status_code != 200:
         return f"POST /v1/models/{name}/predict answers {r.status_code}: {r.text[:300]}"
@@ -299,9 +307,20 @@ def _geo_available(ctx: Context, c: http.Client) -> str | None:
 
 
 def _geo_http_mode(
-    c: http.Client, key: str, label: str, url: str, bodies: list[bytes], warmup: int
+    c: http.Client,
+    key: str,
+    label: str,
+    url: str,
+    bodies: list[bytes],
+    warmup: int,
+    expect: str | None = None,
+    server_time: bool = False,
 ) -> Mode:
+    """POST bodies[k] on the k-th call; with `expect` the row says whether every answer had
+    that cache state, with `server_time` the time the service itself spent (its histogram)."""
     states: Counter[str] = Counter()
+    server = [0.0, 0.0]  # requests, seconds inside the service
+    mark = [0.0, 0.0]
 
     def call(k: int) -> None:
         r = c.post(url, content=bodies[k])
@@ -310,7 +329,25 @@ def _geo_http_mode(
         if k >= warmup:
             states[http.cache_state(r)] += 1
 
-    return Mode(key, label, call, extra=lambda: {"cache": dict(states)})
+    def before() -> None:
+        if server_time:
+            mark[:] = http.server_seconds(c)
+
+    def after() -> None:
+        if server_time:
+            n, s = http.server_seconds(c)
+            server[0] += n - mark[0]
+            server[1] += s - mark[1]
+
+    def extra() -> dict[str, Any]:
+        row: dict[str, Any] = {"cache": dict(states)}
+        if expect is not None:
+            row.update(expected_cache=expect, cache_ok=set(states) == {expect})
+        if server_time:
+            row["server_mean_ms"] = round(server[1] / server[0] * 1e3, 4) if server[0] else None
+        return row
+
+    return Mode(key, label, call, before, after, extra)
 
 
 def case_e(ctx: Context) -> Case:
@@ -468,7 +505,7 @@ def _speedups(solver: dict[str, Any], http_row: dict[str, Any] | None, raw_row: 
 def case_g(ctx: Context) -> Case:
     """The solvers producing the surrogates' fields, timed interleaved with the surrogates
     (HTTP, true misses of the same size, and raw onnxruntime), and the speed-up factors."""
-    from benchmarks.solvers import fdtd_field, panel_field, rel_l2
+    from benchmarks.solvers import fdtd_field, rel_l2
 
     w = ctx.work
     case: Case = {"title": "G: solvers vs surrogates (same sizes, interleaved)", "modes": {},
@@ -514,54 +551,160 @@ def case_g(ctx: Context) -> Case:
                 surrogate_rel_l2_vs_solver=round(rel_l2(pred, last["field"]), 4),
             )
             case["modes"].update(rows)
-        if ctx.geo is None:
-            case["notes"].append("panel method skipped: no geometry model")
+        _g_panel(ctx, c, case, reps, warm)
+        if ctx.elastic is None:
+            case["notes"].append(
+                f"FEM elasticity skipped: no {ELASTICITY_TASK} elasticity model in "
+                f"{ctx.opts.model_dir}"
+            )
+            case["elasticity_skipped"] = case["notes"][-1]
             return case
-        g = ctx.geo
-        codes = g.codes()
-        code = next(codes)
-        query = g.query(code)
-        new = [next(codes) for _ in range(2 * total)]
-        new_q = [g.query(x) for x in new]
-        raw = ctx.raw_geo
-        panel: dict[str, Any] = {}
-
-        def solve_panel(_k: int) -> None:
-            panel["fields"], panel["info"] = panel_field(g, code, query)
-
-        def surrogate(k: int) -> Any:
-            p = g.polylines(new[k])
-            return raw.decode(raw.encode(p), g.conditions, new_q[k], p)
-
-        modes = [
-            Mode("panel_E", f"panel method ({g.panels} panels), solve + {len(query):,} points",
-                 solve_panel),
-            Mode("E/raw_new_geometry", "raw ORT, new geometry (as case E)", surrogate),
-        ]  # fmt: skip
-        url = f"/v1/models/{g.name}/predict"
-        if _geo_available(ctx, c) is None:
-            bodies = [
-                http.body(g.request({"naca": x}, q))
-                for x, q in zip(new[total:], new_q[total:], strict=True)
-            ]
-            modes.append(_geo_http_mode(c, "E/http_new_geometry", "HTTP JSON, new geometry (as "
-                                        "case E)", url, bodies, warm))  # fmt: skip
-        rows = ctx.run_modes(modes, reps, warm, block=1)
-        polys = g.polylines(code)
-        pred_e = np.asarray(raw.decode(raw.encode(polys), g.conditions, query, polys))
-        fields = panel["fields"]
-        solver = rows["panel_E"]
-        solver.update(
-            {k: v for k, v in panel["info"].items() if k != "seconds"},
-            code=code,
-            **_speedups(solver, rows.get("E/http_new_geometry"), rows["E/raw_new_geometry"]),
-            surrogate_rel_l2_vs_solver={
-                name: round(rel_l2(pred_e[:, i], fields[:, i]), 4)
-                for i, name in enumerate(("u", "v", "cp"))
-            },
-        )
-        case["modes"].update(rows)
+        try:  # its own failure must not lose the rows above
+            _g_elasticity(ctx, c, case, ctx.reps(10, 3), warm)
+        except Exception as exc:
+            traceback.print_exc()
+            case["elasticity_error"] = f"{type(exc).__name__}: {exc}"
+            case["notes"].append(f"FEM elasticity failed: {case['elasticity_error']}")
     return case
+
+
+def _g_panel(ctx: Context, c: http.LeanClient, case: Case, reps: int, warm: int) -> None:
+    """The panel method against the airfoil enf2enf on new sections (HTTP and raw)."""
+    from benchmarks.solvers import panel_field, rel_l2
+
+    total = reps + warm
+    if ctx.geo is None:
+        case["notes"].append("panel method skipped: no geometry model")
+        return
+    g = ctx.geo
+    codes = g.codes()
+    code = next(codes)
+    query = g.query(code)
+    new = [next(codes) for _ in range(2 * total)]
+    new_q = [g.query(x) for x in new]
+    raw = ctx.raw_geo
+    panel: dict[str, Any] = {}
+
+    def solve_panel(_k: int) -> None:
+        panel["fields"], panel["info"] = panel_field(g, code, query)
+
+    def surrogate(k: int) -> Any:
+        p = g.polylines(new[k])
+        return raw.decode(raw.encode(p), g.conditions, new_q[k], p)
+
+    modes = [
+        Mode("panel_E", f"panel method ({g.panels} panels), solve + {len(query):,} points",
+             solve_panel),
+        Mode("E/raw_new_geometry", "raw ORT, new geometry (as case E)", surrogate),
+    ]  # fmt: skip
+    url = f"/v1/models/{g.name}/predict"
+    if _geo_available(ctx, c) is None:
+        bodies = [
+            http.body(g.request({"naca": x}, q))
+            for x, q in zip(new[total:], new_q[total:], strict=True)
+        ]
+        modes.append(_geo_http_mode(c, "E/http_new_geometry", "HTTP JSON, new geometry (as "
+                                    "case E)", url, bodies, warm))  # fmt: skip
+    rows = ctx.run_modes(modes, reps, warm, block=1)
+    polys = g.polylines(code)
+    pred_e = np.asarray(raw.decode(raw.encode(polys), g.conditions, query, polys))
+    fields = panel["fields"]
+    solver = rows["panel_E"]
+    solver.update(
+        {k: v for k, v in panel["info"].items() if k != "seconds"},
+        code=code,
+        **_speedups(solver, rows.get("E/http_new_geometry"), rows["E/raw_new_geometry"]),
+        surrogate_rel_l2_vs_solver={
+            name: round(rel_l2(pred_e[:, i], fields[:, i]), 4)
+            for i, name in enumerate(("u", "v", "cp"))
+        },
+    )
+    case["modes"].update(rows)
+
+
+def _raw_elastic_field(raw: RawEnf2Enf, e: ElasticityWorkload, void: F64, query: F64) -> Any:
+    """[von_mises, ux, uy] (N, 3) from the graphs in-process, composed as the manifest says:
+    encoder points + encoder, then the decoder on the query points and their SDF."""
+    polys = e.polylines(void)
+    feeds = {
+        "latents": raw.encode(polys),
+        "conditions": np.asarray([e.load], dtype=np.float32),
+        "points": query.astype(np.float32),
+        "sdf": signed_distance(query, polys).astype(np.float32),
+    }
+    return raw.decoder.run(None, feeds)[0]
+
+
+def _g_elasticity(ctx: Context, c: http.LeanClient, case: Case, reps: int, warm: int) -> None:
+    """The elasticity FEM (gmsh mesh + Newton + nodal von Mises and displacement) against the
+    elasticity enf2enf asked for the same fields at the same points (the mesh's vertices),
+    each call on a void never seen (not a training sample, a cache miss)."""
+    from benchmarks.solvers import fem_field, rel_l2
+
+    e = ctx.elastic
+    assert e is not None
+    case["elasticity_model"] = {"name": e.name, "path": str(e.version_dir.resolve())}
+    total = reps + warm
+    fem_voids, raw_voids, http_voids = e.voids(total), e.voids(total), e.voids(total)
+    raw_q = [e.query(v) for v in raw_voids]  # meshed here, before any timing
+    http_q = [e.query(v) for v in http_voids]
+    raw = ctx.raw_elastic
+    fem: dict[str, Any] = {}
+
+    def solve(k: int) -> None:
+        fem["void"] = fem_voids[k]
+        fem["points"], fem["fields"], fem["info"] = fem_field(e, fem_voids[k])
+
+    n_pts = round(float(np.mean([len(q) for q in raw_q + http_q])))
+    h = f"h {e.mesh_params.h_min:g}-{e.mesh_params.h_max:g}"
+    modes = [
+        Mode("fem_elasticity", f"FEM elasticity ({h}): mesh + Newton + nodal fields", solve),
+        Mode("elasticity/raw_new_geometry", f"raw ORT, new void, ~{n_pts:,} mesh vertices",
+             lambda k: _raw_elastic_field(raw, e, raw_voids[k], raw_q[k])),
+    ]  # fmt: skip
+    probe = e.voids(1)[0]
+    why = _model_available(c, e.name, e.request(probe, e.query(probe)[:16]))
+    url = f"/v1/models/{e.name}/predict"
+    if why is None:
+        bodies = [http.body(e.request(v, q)) for v, q in zip(http_voids, http_q, strict=True)]
+        modes.append(_geo_http_mode(c, "elasticity/http_new_geometry", f"HTTP JSON, new void, "
+                                    f"~{n_pts:,} mesh vertices", url, bodies, warm,
+                                    expect="miss", server_time=True))  # fmt: skip
+    else:
+        case["notes"].append(f"elasticity HTTP skipped: {why}")
+        case["elasticity_skipped_http"] = why
+    rows = ctx.run_modes(modes, reps, warm, block=1)
+    rows["elasticity/raw_new_geometry"]["points"] = round(float(np.mean([len(q) for q in raw_q])))
+    # One void: the last one the FEM solved, its vertices the service answers.
+    void, points, fields = fem["void"], fem["points"], fem["fields"]
+    keep = e.kept(void, points)
+    pred = np.asarray(_raw_elastic_field(raw, e, void, points[keep]), dtype=np.float64)
+    solver = rows["fem_elasticity"]
+    solver.update(
+        {k: v for k, v in fem["info"].items() if k != "seconds"},
+        points_compared=int(keep.sum()),
+        **_speedups(solver, rows.get("elasticity/http_new_geometry"),
+                    rows["elasticity/raw_new_geometry"]),
+        surrogate_rel_l2_vs_solver={
+            name: round(rel_l2(pred[:, i], fields[keep, i]), 4)
+            for i, name in enumerate(ELASTIC_FIELDS)
+        },
+    )  # fmt: skip
+    if "elasticity/http_new_geometry" in rows:
+        row = rows["elasticity/http_new_geometry"]
+        row["points"] = round(float(np.mean([len(q) for q in http_q])))
+        got, _ = http.decoded(c.post(url, content=http.body(e.request(void, points[keep]))))
+        answer = np.column_stack([np.asarray(got["fields"][n], np.float64) for n in ELASTIC_FIELDS])
+        scale = np.maximum(np.abs(pred).max(axis=0), 1e-300)
+        row["max_rel_err_vs_raw"] = float((np.abs(answer - pred).max(axis=0) / scale).max())
+    left_out = len(points) - int(keep.sum())
+    case["notes"].append(
+        f"FEM elasticity: {e.name}, load {e.load:g} Pa, voids from the dataset's generator on a "
+        "stream of their own (never a training sample); the surrogates are asked at the FEM "
+        f"mesh's vertices ({left_out} of {len(points)} boundary vertices lie a rounding error "
+        "inside the void, which the service refuses, and are left out of the comparison)"
+    )
+    case["modes"].update(rows)
 
 
 def case_h(ctx: Context) -> Case:

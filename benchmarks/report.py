@@ -76,11 +76,12 @@ def table(doc: dict[str, Any]) -> str:
         for note in case.get("notes", []):
             lines.append(f"{'':<4} note: {note}")
     lines.append("")
-    head = f"{'target':<18} {'status':<8} {'value':>10} {'limit':>10}  what"
+    width = max([18, *(len(t["id"]) for t in doc["targets"])])
+    head = f"{'target':<{width}} {'status':<8} {'value':>10} {'limit':>10}  what"
     lines += [head, "-" * len(head)]
     for t in doc["targets"]:
         lines.append(
-            f"{t['id']:<18} {t['status']:<8} {_fmt(t['value']):>10} {_fmt(t['limit']):>10}  "
+            f"{t['id']:<{width}} {t['status']:<8} {_fmt(t['value']):>10} {_fmt(t['limit']):>10}  "
             f"{t['target']} [{t['unit']}]" + (f" ({t['detail']})" if t["detail"] else "")
         )
     for note in doc.get("notes", []):

@@ -1,5 +1,5 @@
-"""Case G's ground truth: the FDTD solver and the panel method producing the fields the
-surrogates answer (these import training/, and the FDTD torch)."""
+"""Case G's ground truth: the FDTD solver, the panel method and the elasticity FEM producing the
+fields the surrogates answer (these import training/, and the FDTD torch)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from benchmarks.workloads import AcousticWorkload, AirfoilWorkload
+from benchmarks.workloads import AcousticWorkload, AirfoilWorkload, ElasticityWorkload
 
 F64 = NDArray[np.float64]
 
@@ -73,6 +73,30 @@ def panel_field(
         "panels": work.panels,
     }
     return fields, info
+
+
+def fem_field(work: ElasticityWorkload, void: F64) -> tuple[F64, F64, dict[str, Any]]:
+    """(vertices (N, 2), [von_mises, ux, uy] (N, 3) at them, info) from the FEM solver at the
+    dataset's settings: gmsh meshing, the Newton solve of the mixed P2-P1 hyperelastic cell,
+    nodal von Mises stress and displacement (what the dataset's samples hold)."""
+    from training.elasticity.fem import solve
+
+    t0 = time.perf_counter()
+    solution = solve(void, work.load, work.mesh_params)
+    fields = np.column_stack([solution.von_mises, solution.displacement])
+    seconds = time.perf_counter() - t0
+    info = {
+        "seconds": seconds,
+        "mesh_s": round(solution.mesh_seconds, 4),
+        "solve_s": round(solution.seconds, 4),
+        "vertices": len(solution.nodes),
+        "triangles": len(solution.triangles),
+        "newton_iterations": len(solution.residuals),
+        "load_pa": work.load,
+        "h_min": work.mesh_params.h_min,
+        "h_max": work.mesh_params.h_max,
+    }
+    return np.asarray(solution.nodes, dtype=np.float64), fields, info
 
 
 def rel_l2(pred: NDArray[Any], ref: NDArray[Any]) -> float:

@@ -63,6 +63,14 @@ def _why(results: Results, case: str) -> str:
     return str(node.get("skipped_http") or node.get("skipped") or f"case {case} incomplete")
 
 
+def _why_elasticity(results: Results) -> str:
+    for key in ("elasticity_error", "elasticity_skipped_http", "elasticity_skipped"):
+        why = _get(results, "G", key)
+        if why:
+            return f"case G: {why}"
+    return _why(results, "G")
+
+
 def evaluate(results: Results) -> list[dict[str, Any]]:
     t: list[dict[str, Any]] = []
     a_http = _get(results, "A", "modes", "http_json_miss", "p50_ms")
@@ -160,6 +168,18 @@ def evaluate(results: Results) -> list[dict[str, Any]]:
             f"{_get(results, 'G', 'modes', 'fdtd_B_100k', 'speedup_vs_raw')} x); panel method "
             f"vs case E over HTTP: {g_panel} x",
             why_missing=_why(results, "G"),
+        )
+    )  # fmt: skip
+    fem = _get(results, "G", "modes", "fem_elasticity") or {}
+    t.append(
+        _target(
+            "G.elasticity_speedup_http", "G", ">= 20 x speed-up over the FEM for a new void's "
+            "elasticity field (von Mises, ux, uy at the mesh's vertices, HTTP JSON)",
+            fem.get("speedup_vs_http"), 20.0, _ge, "x",
+            detail=f"FEM p50 {fem.get('p50_ms')} ms ({fem.get('vertices')} vertices), HTTP "
+            f"{fem.get('surrogate_http_p50_ms')} ms; vs raw ORT {fem.get('speedup_vs_raw')} x; "
+            f"rel L2 {fem.get('surrogate_rel_l2_vs_solver')}",
+            why_missing=_why_elasticity(results),
         )
     )  # fmt: skip
     h_rss = _get(results, "H", "rss_after_warmup_mb")

@@ -158,3 +158,79 @@ class AirfoilWorkload:
 
     def request(self, geometry: dict[str, Any], query: F64) -> dict[str, Any]:
         return {"geometry": geometry, "conditions": self.conditions, "query": {"points": query}}
+
+
+# The elasticity data draws sample i of a split from default_rng([seed, split, i]) (splits 0-2)
+# and its capacity probes from default_rng([seed, 1000]): this stream is neither.
+ELASTICITY_STREAM = 7919
+ELASTICITY_TASK = "geometry-fields"
+
+
+@dataclass
+class ElasticityWorkload:
+    """Requests for one elasticity enf2enf (task geometry-fields): new voids from the void
+    generator the dataset uses (training.elasticity.voids) on a seeded stream of their own, so
+    never a training or test sample; one load in the trained range; and as query points the
+    vertices of the FEM mesh of each void, which is where the solver answers."""
+
+    version_dir: Path
+    manifest: dict[str, Any]
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        # training.elasticity imports scikit-fem and gmsh: only when an elasticity model is here
+        from training.common.config import from_dict
+        from training.elasticity.dataset import DatasetConfig
+
+        self.cfg = from_dict(DatasetConfig, self.manifest["training"]["dataset"], "dataset")
+        self.void_params = self.cfg.void_params()
+        self.mesh_params = self.cfg.mesh_params()
+        domain = self.manifest["domain"]
+        names = [str(c["name"]) for c in domain["conditions"]]
+        if names != ["load"]:
+            raise ValueError(f"{self.name}: conditions {names}, not the elastic cell's [load]")
+        trained = domain["conditions"][0].get("range") or self.cfg.load
+        self.load = 0.5 * (float(trained[0]) + float(trained[1]))
+        self.conditions = {"load": self.load}
+        self.rng = np.random.default_rng([self.cfg.seed, ELASTICITY_STREAM, self.seed])
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["name"])
+
+    def voids(self, n: int) -> list[F64]:
+        """n new voids: (n_void_points, 2) counter-clockwise, first point not repeated."""
+        from training.elasticity.voids import random_void
+
+        return [random_void(self.void_params, self.rng) for _ in range(n)]
+
+    def polylines(self, void: F64) -> list[F64]:
+        """The void closed explicitly, as the service reads a curve."""
+        from geometry.polylines import check_polylines
+
+        return check_polylines([void])
+
+    def mesh_vertices(self, void: F64) -> F64:
+        """The vertices of the FEM mesh of this void (the mesh is deterministic: the same the
+        solver builds)."""
+        from training.elasticity.mesh import mesh_cell
+
+        return np.asarray(mesh_cell(void, self.mesh_params).vertices, dtype=np.float64)
+
+    def kept(self, void: F64, vertices: F64) -> NDArray[np.bool_]:
+        """The vertices the service answers: boundary vertices a rounding error inside the void
+        (signed distance ~ -1e-17) are refused as points inside a body, so left out."""
+        from geometry.polylines import signed_distance
+
+        return np.asarray(signed_distance(vertices, self.polylines(void)) >= 0.0)
+
+    def query(self, void: F64) -> F64:
+        vertices = self.mesh_vertices(void)
+        return vertices[self.kept(void, vertices)]
+
+    def request(self, void: F64, query: F64) -> dict[str, Any]:
+        return {
+            "geometry": {"curves": [void]},
+            "conditions": self.conditions,
+            "query": {"points": query},
+        }
