@@ -252,6 +252,7 @@ def evaluate_model_dir(
         onnx_model = OnnxEnf2Enf(model_dir)
         data_cfg = onnx_model.manifest["training"]["dataset"]
         problem = problems.problem_of(onnx_model.manifest["training"])
+        name = problems.dataset_name(onnx_model.manifest["training"])
         entry = onnx_model.manifest.get("baselines", {}).get("deeponet")
         baseline = model_dir / entry["file"] if entry else None
         model = onnx_model
@@ -261,9 +262,10 @@ def evaluate_model_dir(
         torch_model = TorchEnf2Enf(model_dir)
         data_cfg = torch_model.dataset_config
         problem = problems.problem_of(torch_model.checkpoint)
+        name = problems.dataset_name(torch_model.checkpoint)
         baseline = _baseline_onnx_from_run(model_dir / BASELINE)
         model = torch_model
-    data = Path(data_dir) if data_dir else Path("data") / data_cfg["name"]
+    data = Path(data_dir) if data_dir else Path("data") / name
     return evaluate(model, data, problem, data_cfg, baseline, progress)
 
 

@@ -189,7 +189,7 @@ def build_manifest(
     field_units = json.loads(attrs["field_units"])
     condition_units = json.loads(attrs["condition_units"])
     length = attrs["length_unit"]
-    m, nl, c = int(data["n_encoder"]), cfg.n_latents, cfg.latent_dim
+    m, nl, c = split.encoder_points.shape[1], cfg.n_latents, cfg.latent_dim
     state = ckpt["state"]
     serving = problems.serving(problems.problem_of(ckpt), data, split, model)
     return {
@@ -297,14 +297,14 @@ def export(
     run_dir = Path(run_dir)
     model, ckpt = load_model(run_dir, "cpu")
     data_cfg = ckpt["dataset_config"]
-    name = name or data_cfg["name"]
-    data = Path(data_dir) if data_dir else Path("data") / data_cfg["name"]
+    name = name or problems.dataset_name(ckpt)
+    data = Path(data_dir) if data_dir else Path("data") / problems.dataset_name(ckpt)
     problem = problems.problem_of(ckpt)
     box = json.loads(ckpt["dataset_attrs"]["box"])
     ensure_splits(problem, data_cfg, data, progress)
     split = problems.reference_split(data)
     with staged_version(models_root, name, version) as (tmp, version):
-        export_graphs(model, tmp, split.polylines(0), int(data_cfg["n_encoder"]), box)
+        export_graphs(model, tmp, split.polylines(0), split.encoder_points.shape[1], box)
         manifest = build_manifest(model, ckpt, split, name, version, command)
         for graph in manifest["graphs"].values():
             graph["sha256"] = sha256_file(tmp / graph["file"])

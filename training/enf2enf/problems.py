@@ -30,6 +30,13 @@ def problem_of(record: dict[str, Any]) -> str:
     return str(attrs.get("problem", "airfoils"))
 
 
+def dataset_name(record: dict[str, Any]) -> str:
+    """The dataset's name (the default data/<name> folder and model name) of a checkpoint or a
+    manifest's "training" block: its generator config's, else the one recorded at training."""
+    config = record.get("dataset_config") or record.get("dataset") or {}
+    return str(config.get("name") or record["dataset_attrs"]["name"])
+
+
 def generator(problem: str, data_cfg: dict[str, Any]) -> tuple[Any, Any] | None:
     """(generator module, its DatasetConfig) of a generated dataset; None for an imported one."""
     if problem not in GENERATORS:

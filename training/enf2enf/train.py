@@ -415,7 +415,12 @@ def train(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     dev = pick_device(device)
-    train_split, val_split = load_split(data_dir, "train"), load_split(data_dir, "val")
+    train_split = load_split(data_dir, "train")
+    if (Path(data_dir) / "val.h5").exists():
+        val_split = load_split(data_dir, "val")
+    else:  # an imported dataset may come as train and test only
+        log.warning("%s has no val split: validating on the training samples", data_dir)
+        val_split = train_split
     names = train_split.schema.field_names
     ckpt_path = run_dir / CHECKPOINT
     if fresh:
