@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: serve test deploy-test lint typecheck install-serve install-dev redis-server chromium models clean
+.PHONY: serve test deploy-test lint typecheck install-serve install-dev gmsh-libs redis-server chromium models clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,12 @@ redis-server:
 chromium:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
 
-test: install-dev redis-server chromium
+# gmsh's wheel (the elasticity meshes) links X11 and OpenGL libraries that a bare Debian lacks.
+gmsh-libs: install-dev
+	@$(PY) -c "import gmsh" 2>/dev/null || (apt-get update -qq && apt-get install -y -qq \
+		libglu1-mesa libgl1 libxcursor1 libxft2 libxinerama1 libxrender1)
+
+test: install-dev gmsh-libs redis-server chromium
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(PY) -m pytest -q
@@ -53,7 +58,7 @@ typecheck: install-dev
 # Retrain and export the shipped models (see README: "Training"; each manifest records its command).
 # Each export is a candidate where the model already has a version: `python -m training promote
 # models/<name>/<v>` makes it the served latest (README: "Promotion").
-models: install-dev
+models: install-dev gmsh-libs
 	$(PY) -m training generate acoustics --config configs/acoustics-room-2d.yaml
 	$(PY) -m training train --config configs/acoustics-room-2d.yaml
 	$(PY) -m training export --run runs/acoustics-room-2d
@@ -64,6 +69,9 @@ models: install-dev
 	$(PY) -m training generate airfoils --config configs/airfoil-enf2enf.yaml
 	$(PY) -m training train --config configs/airfoil-enf2enf.yaml
 	$(PY) -m training export --run runs/airfoil-enf2enf
+	$(PY) -m training generate elasticity --config configs/elasticity-enf2enf.yaml
+	$(PY) -m training train --config configs/elasticity-enf2enf.yaml --device cpu
+	$(PY) -m training export --run runs/elasticity-enf2enf
 
 clean:
 	rm -rf .mypy_cache .ruff_cache .pytest_cache build *.egg-info
