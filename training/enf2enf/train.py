@@ -385,8 +385,10 @@ def validate_decoder(
 
 def _check_resume(ckpt: dict[str, Any], train_cfg: TrainConfig, path: Path) -> None:
     saved = from_dict(TrainConfig, ckpt["train_config"], "train_config")
-    # The total step budget may grow on resume; everything else must match the saved run.
-    if {**to_dict(saved), "steps": 0} != {**to_dict(train_cfg), "steps": 0}:
+    # The total step budget may grow on resume, and the baseline's settings may change until it
+    # is trained (after the last step); everything else must match the saved run.
+    free = {"steps": 0, "baseline": {}, "baseline_steps": 0}
+    if {**to_dict(saved), **free} != {**to_dict(train_cfg), **free}:
         raise SystemExit(f"{path} was trained with a different train config; use --fresh")
 
 
