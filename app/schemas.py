@@ -302,10 +302,9 @@ class FlowGridBody(BaseModel):
     index: list[int] = Field(description="Flat C-order index (ix * ny + iy) of each point.")
 
 
-class FlowResponse(BaseModel):
-    """For the OpenAPI page: the route writes this shape straight from numpy with orjson."""
+class _GeometryAnswer(BaseModel):
+    """What every enf2enf answer holds besides its fields."""
 
-    fields: FlowFields = Field(description="u, v (free-stream speed units) and cp per point.")
     geometry_id: str
     points: list[list[float]] | None = Field(None, description="Only when a grid was asked.")
     grid: FlowGridBody | None = None
@@ -315,20 +314,19 @@ class FlowResponse(BaseModel):
     warnings: list[WarningBody]
 
 
-class FieldsResponse(BaseModel):
+class FlowResponse(_GeometryAnswer):
+    """For the OpenAPI page: the route writes this shape straight from numpy with orjson."""
+
+    fields: FlowFields = Field(description="u, v (free-stream speed units) and cp per point.")
+
+
+class FieldsResponse(_GeometryAnswer):
     """For the OpenAPI page: a generic enf2enf answer (task geometry-fields)."""
 
     fields: dict[str, list[float]] = Field(
         description="One array per field the manifest names (e.g. von_mises, ux, uy), one value "
         "per point, in the manifest's field_units."
     )
-    geometry_id: str
-    points: list[list[float]] | None = Field(None, description="Only when a grid was asked.")
-    grid: FlowGridBody | None = None
-    model: str
-    version: str
-    cache: Literal["hit", "partial", "miss"]
-    warnings: list[WarningBody]
 
 
 class GeometryResponse(BaseModel):

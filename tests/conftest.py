@@ -76,6 +76,39 @@ def tiny_acoustic(
     return t
 
 
+def tiny_geometry_train(sensor_ny: int) -> dict[str, Any]:
+    """The tiny enf2enf schedule: both stages and the baseline, a few steps each."""
+    return {
+        "steps": 10,
+        "encoder_steps": 5,
+        "encoder_batch": 4,
+        "encoder_field_points": 16,
+        "batch_samples": 4,
+        "batch_points": 32,
+        "warmup_steps": 2,
+        "val_every": 5,
+        "checkpoint_every": 5,
+        "baseline_steps": 6,
+        "baseline": {
+            "sensor_nx": 4,
+            "sensor_ny": sensor_ny,
+            "branch_width": 8,
+            "branch_depth": 1,
+            "trunk_width": 8,
+            "trunk_depth": 1,
+            "n_basis": 4,
+            "n_fourier": 2,
+            "batch_samples": 4,
+            "batch_points": 32,
+            "warmup_steps": 2,
+            "val_every": 3,
+        },
+    }
+
+
+TINY_ENF2ENF = {"latent_grid": 2, "latent_dim": 4, "enc_hidden": 8, "dec_hidden": 8, "out_width": 8}
+
+
 def tiny_airfoil_config() -> dict[str, Any]:
     """Small enough to generate, train (both stages + baseline) and export in seconds; every
     stage is the real one."""
@@ -96,72 +129,9 @@ def tiny_airfoil_config() -> dict[str, Any]:
             "n_encoder": 64,
             "seed": 3,
         },
-        "model": {
-            "latent_grid": 2,
-            "latent_dim": 4,
-            "enc_hidden": 8,
-            "dec_hidden": 8,
-            "out_width": 8,
-            "field_scale": [1, 1, -1],
-            "superposition": True,
-        },
-        "train": {
-            "steps": 10,
-            "encoder_steps": 5,
-            "encoder_batch": 4,
-            "encoder_field_points": 16,
-            "batch_samples": 4,
-            "batch_points": 32,
-            "warmup_steps": 2,
-            "val_every": 5,
-            "checkpoint_every": 5,
-            "baseline_steps": 6,
-            "baseline": {
-                "sensor_nx": 4,
-                "sensor_ny": 3,
-                "branch_width": 8,
-                "branch_depth": 1,
-                "trunk_width": 8,
-                "trunk_depth": 1,
-                "n_basis": 4,
-                "n_fourier": 2,
-                "batch_samples": 4,
-                "batch_points": 32,
-                "warmup_steps": 2,
-                "val_every": 3,
-            },
-        },
+        "model": {**TINY_ENF2ENF, "field_scale": [1, 1, -1], "superposition": True},
+        "train": tiny_geometry_train(sensor_ny=3),
     }
-
-
-@dataclass
-class TinyGeometry:
-    config: Path
-    data: Path
-    run: Path
-    models: Path
-    name: str
-
-    @property
-    def version_dir(self) -> Path:
-        return self.models / self.name / "1"
-
-
-@pytest.fixture(scope="session")
-def tiny_airfoil(tmp_path_factory: pytest.TempPathFactory) -> TinyGeometry:
-    """Generate, train and export a tiny enf2enf through the CLI, once per session."""
-    from training.cli import main
-
-    root = tmp_path_factory.mktemp("airfoil")
-    cfg = tiny_airfoil_config()
-    config = root / "config.yaml"
-    config.write_text(yaml.safe_dump(cfg))
-    t = TinyGeometry(config, root / "data", root / "run", root / "models", cfg["dataset"]["name"])
-    assert main(["generate", "airfoils", "--config", str(config), "--out", str(t.data)]) == 0
-    train_args = ["--config", str(config), "--data", str(t.data), "--out", str(t.run)]
-    assert main(["train", *train_args, "--device", "cpu"]) == 0
-    assert main(["export", "--run", str(t.run), "--out", str(t.models), "--data", str(t.data)]) == 0
-    return t
 
 
 def tiny_elasticity_config() -> dict[str, Any]:
@@ -179,56 +149,46 @@ def tiny_elasticity_config() -> dict[str, Any]:
             "n_encoder": 64,
             "seed": 5,
         },
-        "model": {
-            "latent_grid": 2,
-            "latent_dim": 4,
-            "latent_bbox": [-0.6, 0.6, -0.6, 0.6],
-            "enc_hidden": 8,
-            "dec_hidden": 8,
-            "out_width": 8,
-            "field_scale": [0, 0, 0],
-        },
-        "train": {
-            "steps": 10,
-            "encoder_steps": 5,
-            "encoder_batch": 4,
-            "encoder_field_points": 16,
-            "batch_samples": 4,
-            "batch_points": 32,
-            "warmup_steps": 2,
-            "val_every": 5,
-            "checkpoint_every": 5,
-            "baseline_steps": 6,
-            "baseline": {
-                "sensor_nx": 4,
-                "sensor_ny": 4,
-                "branch_width": 8,
-                "branch_depth": 1,
-                "trunk_width": 8,
-                "trunk_depth": 1,
-                "n_basis": 4,
-                "n_fourier": 2,
-                "batch_samples": 4,
-                "batch_points": 32,
-                "warmup_steps": 2,
-                "val_every": 3,
-            },
-        },
+        "model": {**TINY_ENF2ENF, "latent_bbox": [-0.6, 0.6, -0.6, 0.6], "field_scale": [0, 0, 0]},
+        "train": tiny_geometry_train(sensor_ny=4),
     }
 
 
-@pytest.fixture(scope="session")
-def tiny_elasticity(tmp_path_factory: pytest.TempPathFactory) -> TinyGeometry:
-    """Generate (FEM), train and export a tiny elasticity enf2enf through the CLI, once."""
+@dataclass
+class TinyGeometry:
+    config: Path
+    data: Path
+    run: Path
+    models: Path
+    name: str
+
+    @property
+    def version_dir(self) -> Path:
+        return self.models / self.name / "1"
+
+
+def _tiny_geometry(root: Path, cfg: dict[str, Any]) -> TinyGeometry:
+    """Generate, train and export through the CLI, as a user would."""
     from training.cli import main
 
-    root = tmp_path_factory.mktemp("elasticity")
-    cfg = tiny_elasticity_config()
     config = root / "config.yaml"
     config.write_text(yaml.safe_dump(cfg))
     t = TinyGeometry(config, root / "data", root / "run", root / "models", cfg["dataset"]["name"])
-    assert main(["generate", "elasticity", "--config", str(config), "--out", str(t.data)]) == 0
+    generate = ["generate", cfg["problem"], "--config", str(config), "--out", str(t.data)]
+    assert main(generate) == 0
     train_args = ["--config", str(config), "--data", str(t.data), "--out", str(t.run)]
     assert main(["train", *train_args, "--device", "cpu"]) == 0
     assert main(["export", "--run", str(t.run), "--out", str(t.models), "--data", str(t.data)]) == 0
     return t
+
+
+@pytest.fixture(scope="session")
+def tiny_airfoil(tmp_path_factory: pytest.TempPathFactory) -> TinyGeometry:
+    """A tiny airfoil enf2enf (panel method, training, export), once per session."""
+    return _tiny_geometry(tmp_path_factory.mktemp("airfoil"), tiny_airfoil_config())
+
+
+@pytest.fixture(scope="session")
+def tiny_elasticity(tmp_path_factory: pytest.TempPathFactory) -> TinyGeometry:
+    """A tiny elasticity enf2enf (real FEM on coarse meshes, training, export), once."""
+    return _tiny_geometry(tmp_path_factory.mktemp("elasticity"), tiny_elasticity_config())
