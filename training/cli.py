@@ -218,9 +218,7 @@ def cmd_pipeline(args: argparse.Namespace, argv: list[str]) -> int:
             budget=budget,
             fresh=args.fresh,
             commands={
-                "generate": _command(
-                    ["generate", _problem(cfg), *config, "--out", str(data)]
-                ),
+                "generate": _command(["generate", _problem(cfg), *config, "--out", str(data)]),
                 "train": _command(argv),
                 "export": _command(argv),
             },
