@@ -10,7 +10,7 @@ role "test" is scored; the one named `test` gives the headline keys, a split `te
   (training.enf2enf.metrics); `rel_l2_spread` its median, 90th percentile and worst sample.
 - Where the dataset names singular points (`singular_points`, `singular_radius` attributes: the
   clamped corners of the elastic cell), `rel_l2_outside_singular` is the same with disks around
-  them left out; both are reported, and the dataset's `data_error` says which the bars use.
+  them left out; both are reported.
 - `baseline_mean` and `baseline_deeponet` (the geometry DeepONet graph): {label: {field: ...}} on
   the same points, plus the problem's own floor (`baseline_freestream` for airfoils).
 - `superres_ratio`: the error on the dense point set (more points, or a finer mesh, of the same

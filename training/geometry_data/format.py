@@ -40,7 +40,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -473,11 +473,6 @@ class Split:
         n = int(self.n_points[index])
         return self.points[index, :n], self.sdf[index, :n], self.fields[index, :n]
 
-    @property
-    def uniform(self) -> bool:
-        """Every sample has the same point count (the padded arrays are then dense)."""
-        return bool((self.n_points == self.points.shape[1]).all())
-
 
 def load_split(data_dir: str | Path, split: str) -> Split:
     """Read a finished split, checking that it is in this format."""
@@ -562,10 +557,3 @@ def write_split(
         writer.close()
         writer.partial.unlink(missing_ok=True)
         raise
-
-
-def field_index(schema: Schema, names: Sequence[str]) -> list[int]:
-    missing = [n for n in names if n not in schema.field_names]
-    if missing:
-        raise GeometryDataError(f"fields {missing} not in the dataset ({list(schema.field_names)})")
-    return [schema.field_names.index(n) for n in names]
