@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Self
 
 import numpy as np
@@ -164,23 +164,20 @@ class GeometryDomain:
 
     @classmethod
     def _airfoil(cls, domain: Mapping[str, Any]) -> Self:
-        """An airfoil manifest: conditions aoa_deg [deg] and speed (> 0), NACA sections."""
-        return cls(
-            box=_box(domain["box"]),
-            conditions=(
-                Condition("aoa_deg", "deg", _range(domain["aoa_deg"]), False, "angle of attack"),
-                Condition("speed", "", _range(domain["speed"]), True, "free-stream speed"),
-            ),
-            max_elements=int(domain["max_elements"]),
-            n_encoder=int(domain["n_encoder"]),
-            encoder_seed=int(domain.get("encoder_seed", 0)),
-            min_wall_distance=float(domain.get("min_wall_distance", 0.0)),
-            box_is_domain=bool(domain.get("box_is_domain", False)),
-            length_unit=str(domain.get("length_unit", "chords")),
-            naca={k: _range(v) for k, v in dict(domain.get("naca", {})).items()},
-            panels_per_element=int(domain["panels_per_element"]),
-            name_conditions=False,
-        )
+        """An airfoil manifest: conditions aoa_deg [deg] and speed (> 0), NACA sections; read
+        as the generic domain it amounts to, with its errors naming `conditions` as before."""
+        generic = {
+            **domain,
+            "length_unit": domain.get("length_unit", "chords"),
+            "naca": domain.get("naca", {}),
+            "conditions": [
+                {"name": "aoa_deg", "units": "deg", "range": domain["aoa_deg"],
+                 "description": "angle of attack"},
+                {"name": "speed", "units": "", "range": domain["speed"], "positive": True,
+                 "description": "free-stream speed"},
+            ],
+        }  # fmt: skip
+        return replace(cls._generic(generic), name_conditions=False)
 
     @classmethod
     def _generic(cls, domain: Mapping[str, Any]) -> Self:
