@@ -41,7 +41,13 @@ from app.families.base import (
     Signature,
     refuse_non_finite,
 )
-from app.families.geometry_domain import AIRFOIL_TASK, F64, GeometryDomain, geometry_id
+from app.families.geometry_domain import (
+    AIRFOIL_TASK,
+    F64,
+    GeometryDomain,
+    geometry_id,
+    refuse_points,
+)
 from app.manifest import Manifest
 from app.runtime import Graph, run_blocking
 from app.schemas import (
@@ -261,14 +267,12 @@ class Enf2Enf:
         -> fields (N, F); the same policy as the domain route."""
         enc_points, enc_sdf, cond, points, sdf = (inputs[s.name] for s in self._signature.inputs)
         conditions, notices = self.domain.condition_vector(cond, "inputs.conditions")
-        inside = sdf < 0.0
-        if inside.any():
-            first = int(np.argmax(inside))
-            raise InvalidInputError(
-                f"{int(inside.sum())} point(s) have a negative signed distance (inside a body), "
-                f"the first points[{first}]; the field there has no meaning",
-                "inputs.sdf",
-            )
+        refuse_points(
+            sdf < 0.0,
+            "point(s) have a negative signed distance (inside a body)",
+            lambda i: f"points[{i}]",
+            "inputs.sdf",
+        )
         self.domain.refuse_outside(points.astype(np.float64), "inputs.points")
         notices += self.domain.check_points(
             points.astype(np.float64), sdf.astype(np.float64), "inputs.points"

@@ -22,7 +22,7 @@ a NACA section is exactly the polyline the model was trained on.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Self
 
@@ -56,6 +56,18 @@ AIRFOIL_TASK = "airfoil-flow"
 
 def _fmt(values: Sequence[float] | F64) -> str:
     return "[" + ", ".join(f"{float(v):.4g}" for v in values) + "]"
+
+
+def refuse_points(
+    bad: NDArray[np.bool_], what: str, first: Callable[[int], str], field: str
+) -> None:
+    """422 naming `field` when any point is `bad`: how many, `what` they are, the first one."""
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InvalidInputError(
+            f"{int(bad.sum())} {what}, the first {first(i)}; the field there has no meaning",
+            field,
+        )
 
 
 def geometry_id(polylines: Sequence[F64]) -> str:
@@ -466,30 +478,24 @@ class GeometryDomain:
         self.refuse_outside(points, f"{field}.points")
         if sdf is None:
             sdf = self.signed_distance(points, polylines)
-        bad = sdf < 0.0
-        if bad.any():
-            first = int(np.argmax(bad))
-            raise InvalidInputError(
-                f"{int(bad.sum())} query point(s) lie inside a body, the first "
-                f"{field}.points[{first}] = {_fmt(points[first])}; the field there has no "
-                "meaning",
-                field,
-            )
+        refuse_points(
+            sdf < 0.0,
+            "query point(s) lie inside a body",
+            lambda i: f"{field}.points[{i}] = {_fmt(points[i])}",
+            field,
+        )
         return Placed(points, sdf, tuple(self.check_points(points, sdf, field)))
 
     def refuse_outside(self, points: F64, field: str) -> None:
         """422 naming `field` for points outside the box where the box is the domain."""
         if not self.box_is_domain:
             return
-        out = self.outside_box(points)
-        if out.any():
-            first = int(np.argmax(out))
-            raise InvalidInputError(
-                f"{int(out.sum())} point(s) lie outside the domain {self._box_text()}, the "
-                f"first {field}[{first}] = {_fmt(points[first])}; the field there has no "
-                "meaning",
-                field,
-            )
+        refuse_points(
+            self.outside_box(points),
+            f"point(s) lie outside the domain {self._box_text()}",
+            lambda i: f"{field}[{i}] = {_fmt(points[i])}",
+            field,
+        )
 
     def check_points(self, points: F64, sdf: F64, field: str = "query") -> list[Notice]:
         notices = []
