@@ -8,6 +8,7 @@ must be permutation-equivariant in its query points.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -98,19 +99,28 @@ def test_decoder_onnx_matches_torch(tiny_airfoil: TinyGeometry, n_points: int) -
 
 
 @pytest.mark.parametrize("d_pos", [2, 3], ids=["2d", "2d+sdf"])
-def test_relative_features_equal_the_direct_fourier_features(d_pos: int) -> None:
-    # net(rff(x - p_i)) through sin(a - b) = sin a cos b - cos a sin b: one sine per query,
-    # not one per (query, latent) pair, and the same numbers as forming x - p_i directly.
+def test_cross_attention_equals_the_per_pair_formula(d_pos: int) -> None:
+    # The module takes sines once per query (sin(a - b) = sin a cos b - cos a sin b), folds the
+    # query's last layer into the keys and applies beta's after the average: the same numbers
+    # as the paper's formula written out pair by pair.
     gen = torch.Generator().manual_seed(3)
-    attn = EquivariantCrossAttention(d_pos, 32, 2, 2.0, 1.0, 0.5, gen)
+    hidden, heads = 32, 2
+    attn = EquivariantCrossAttention(d_pos, hidden, heads, 2.0, 1.0, 0.5, gen)
     x = torch.rand(2, 50, d_pos, generator=gen) * 2 - 1
     p = torch.rand(9, d_pos, generator=gen) * 2 - 1
+    a = torch.randn(2, 9, hidden, generator=gen)
     with torch.no_grad():
-        for net, rff in ((attn.to_q, attn.rff_q), (attn.to_gb, attn.rff_v)):
-            direct = net(rff(x[:, :, None, :] - p[None, None, :, :]))  # (B, N, L, out)
-            got = attn._relative_mlp(net, rff, x, p)
-            assert got.shape == direct.shape
-            assert float((got - direct).abs().max()) <= 2e-6 * float(direct.abs().max())
+        rel = x[:, :, None, :] - p[None, None, :, :]  # (B, N, L, D)
+        q = attn.to_q(attn.rff_q(rel)).reshape(2, 50, 9, heads, -1)  # (B, N, L, heads, dh)
+        k = attn.to_k(a).reshape(2, 1, 9, heads, -1)
+        gamma, beta = attn.to_gb(attn.rff_v(rel)).chunk(2, dim=-1)  # (B, N, L, H) each
+        v = (attn.to_v(a)[:, None] * (1 + gamma) + beta).reshape(2, 50, 9, heads, -1)
+        window = (rel * rel).sum(-1, keepdim=True) / attn.sigma**2  # (B, N, L, 1)
+        att = torch.softmax((q * k).sum(-1) / math.sqrt(hidden // heads) - window, dim=2)
+        direct = attn.out((att[..., None] * v).sum(2).reshape(2, 50, hidden))  # (B, N, H)
+        got = attn(x, p, a)
+    assert got.shape == direct.shape
+    assert float((got - direct).abs().max()) <= 1e-5 * float(direct.abs().max())
 
 
 def test_inner_loop_reduces_sdf_loss_on_held_out_geometries(tiny_airfoil: TinyGeometry) -> None:
