@@ -399,7 +399,7 @@ def case_e(ctx: Context) -> Case:
             case["skipped_http"] = why
             case["notes"].append(f"HTTP skipped: {why}")
         else:
-            url = f"/v1/models/{g.name}/predict"
+            url = g.predict_url
             first = c.post(url, content=http.body(g.request({"naca": cached_code}, cached_q[0])))
             first.raise_for_status()
             gid = http.decoded(first)[0].get("geometry_id")
@@ -597,7 +597,7 @@ def _g_panel(ctx: Context, c: http.LeanClient, case: Case, reps: int, warm: int)
              solve_panel),
         Mode("E/raw_new_geometry", "raw ORT, new geometry (as case E)", surrogate),
     ]  # fmt: skip
-    url = f"/v1/models/{g.name}/predict"
+    url = g.predict_url
     if _geo_available(ctx, c) is None:
         bodies = [
             http.body(g.request({"naca": x}, q))

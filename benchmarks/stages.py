@@ -8,6 +8,7 @@ The wrapped names are looked up leniently: a function the service no longer has 
 
     python -m benchmarks.stages --scenarios A_miss,A_partial,C_partial,B100k_binary
     python -m benchmarks.stages --server-env FIELDSERVE_INTRA_OP_THREADS=1
+    python -m benchmarks.stages --scenarios E_cached,E_new   # the geometry model
 """
 
 from __future__ import annotations
@@ -53,6 +54,14 @@ PROBES = [
     ("app.cache.store", "Cache._store", "cache store"),
     ("app.cache.store", "encode", "bundle encode (cache value)"),
     ("app.cache.store", "decode", "bundle decode (cache value)"),
+    ("app.families.enf2enf", "validate_body", "pydantic validation (enf2enf)"),
+    ("app.families.enf2enf", "Enf2Enf.predict", "enf2enf predict"),
+    ("app.families.enf2enf", "Enf2Enf._geometry", "geometry (recalled by id)"),
+    ("app.families.enf2enf", "Enf2Enf._latents", "latents (cached)"),
+    ("app.families.enf2enf", "Enf2Enf.decode", "enf2enf decode (decoder graph)"),
+    ("app.families.geometry_domain", "GeometryDomain.place", "place query points"),
+    ("app.families.geometry_domain", "signed_distance", "query points' signed distance"),
+    ("app.families.geometry_domain", "GeometryDomain.check_points", "near-wall / box checks"),
     ("app.runtime", "Graph.run", "session.run (worker thread)"),
     ("app.render", "encode", "bundle encode (binary answer)"),
     ("app.codecs", "OrjsonResponse.render", "orjson encode (JSON answer)"),
@@ -145,6 +154,8 @@ SCENARIOS: dict[str, tuple[int, int, bool, bool]] = {
     "B100k_json": (1000, 5, False, False),
     "B100k_binary": (1000, 5, False, True),
 }
+# The geometry model (--geo-model), 2,000 query points: name -> (requests, geometry cached).
+GEO_SCENARIOS: dict[str, tuple[int, bool]] = {"E_cached": (60, True), "E_new": (30, False)}
 
 
 def drive(args: argparse.Namespace) -> int:
@@ -171,14 +182,20 @@ def drive(args: argparse.Namespace) -> int:
     try:
         with http.client(server.base_url) as c:
             for name in args.scenarios.split(","):
-                n_rec, reps, fixed, binary = SCENARIOS[name]
-                reps = min(reps, args.max_reps) if args.max_reps else reps
-                receivers = w.receivers(n_rec)
-                bodies = [
-                    http.body(w.request(s, receivers if fixed else w.receivers(n_rec)))
-                    for s in w.sources(reps + 3)
-                ]
-                url = f"/v1/models/{w.name}/predict"
+                binary = False
+                if name in GEO_SCENARIOS:
+                    reps, cached = GEO_SCENARIOS[name]
+                    reps = min(reps, args.max_reps) if args.max_reps else reps
+                    bodies, url = _geometry_bodies(c, args, reps + 3, cached)
+                else:
+                    n_rec, reps, fixed, binary = SCENARIOS[name]
+                    reps = min(reps, args.max_reps) if args.max_reps else reps
+                    receivers = w.receivers(n_rec)
+                    bodies = [
+                        http.body(w.request(s, receivers if fixed else w.receivers(n_rec)))
+                        for s in w.sources(reps + 3)
+                    ]
+                    url = f"/v1/models/{w.name}/predict"
                 for b in bodies[:3]:
                     c.post(url, content=b, headers=http.headers(binary)).raise_for_status()
                 time.sleep(0.2)
@@ -229,6 +246,29 @@ def drive(args: argparse.Namespace) -> int:
     return 0
 
 
+def _geometry_bodies(
+    c: Any, args: argparse.Namespace, n: int, cached: bool
+) -> tuple[list[bytes], str]:
+    """n request bodies for the geometry model, each with its own 2,000 query points, on one
+    geometry (asked for by its id) or on a new NACA section each; and the pinned URL."""
+    from benchmarks import client as http
+    from benchmarks.workloads import AirfoilWorkload, latest_version, load_manifest
+
+    version_dir = latest_version(args.model_dir, args.geo_model)
+    if version_dir is None:
+        raise SystemExit(f"no model {args.geo_model} under {args.model_dir}")
+    g = AirfoilWorkload(version_dir, load_manifest(version_dir), seed=args.seed)
+    codes = g.codes()
+    if not cached:
+        new = [next(codes) for _ in range(n)]
+        return [http.body(g.request({"naca": x}, g.query(x))) for x in new], g.predict_url
+    code = next(codes)
+    first = c.post(g.predict_url, content=http.body(g.request({"naca": code}, g.query(code))))
+    first.raise_for_status()
+    geometry = {"geometry_id": http.decoded(first)[0]["geometry_id"]}
+    return [http.body(g.request(geometry, g.query(code))) for _ in range(n)], g.predict_url
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.stages", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -236,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenarios", default="A_miss,A_partial,C_partial,B100k_binary")
     p.add_argument("--model-dir", type=Path, default=Path("models"))
     p.add_argument("--model", default="acoustics-room-3d")
+    p.add_argument("--geo-model", default="airfoil-enf2enf", help="for E_cached and E_new")
     p.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--max-reps", type=int)
     p.add_argument("--seed", type=int, default=0)
@@ -244,9 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         serve()
         return 0
-    bad = [s for s in args.scenarios.split(",") if s not in SCENARIOS]
+    known = [*SCENARIOS, *GEO_SCENARIOS]
+    bad = [s for s in args.scenarios.split(",") if s not in known]
     if bad:
-        raise SystemExit(f"unknown scenarios {bad}; choose from {', '.join(SCENARIOS)}")
+        raise SystemExit(f"unknown scenarios {bad}; choose from {', '.join(known)}")
     return drive(args)
 
 

@@ -143,6 +143,11 @@ class AirfoilWorkload:
     def name(self) -> str:
         return str(self.manifest["name"])
 
+    @property
+    def predict_url(self) -> str:
+        """Pinned to this version: the raw rows time it, and it may not be promoted yet."""
+        return f"/v1/models/{self.name}/versions/{self.version_dir.name}/predict"
+
     def codes(self) -> Iterator[str]:
         """Distinct codes (then again from the start, should a run ask for more than exist)."""
         while True:

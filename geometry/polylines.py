@@ -124,11 +124,136 @@ def inside(points: ArrayLike, polylines: Sequence[ArrayLike]) -> NDArray[np.bool
     return _inside(np.asarray(points, dtype=np.float64).reshape(-1, 2), polylines)
 
 
+# Consecutive segments per bounding circle, and how many nearest circles each point searches
+# before the bound proves no other can hold a nearer segment.
+_GROUP, _NEAREST_GROUPS = 8, 4
+
+
+class _Surface:
+    """Every non-degenerate segment of every body with its outward unit normal, the normals'
+    sums at its two ends (the vertex pseudo-normals, which give the sign where the nearest
+    point is a vertex), and bounding circles over runs of _GROUP consecutive segments."""
+
+    def __init__(self, polylines: Sequence[ArrayLike]) -> None:
+        starts, ends, normals, prev, nxt = [], [], [], [], []
+        members: list[NDArray[np.intp]] = []
+        offset = 0
+        for body in _bodies(polylines):
+            a, b = body[:-1], body[1:]
+            keep = np.any(a != b, axis=1)  # repeated points make zero-length segments
+            a, b = a[keep], b[keep]
+            t = b - a  # (k, 2)
+            # Right of the direction of travel is outside for a counter-clockwise body.
+            n = np.stack([t[:, 1], -t[:, 0]], axis=1) * np.sign(polygon_area(body))
+            n /= np.linalg.norm(n, axis=1, keepdims=True)
+            k = len(a)
+            idx = offset + np.arange(k)
+            starts.append(a)
+            ends.append(b)
+            normals.append(n)
+            prev.append(np.roll(idx, 1))
+            nxt.append(np.roll(idx, -1))
+            for g in range(0, k, _GROUP):  # padded with the run's last segment (harmless)
+                run = idx[g : g + _GROUP]
+                members.append(np.concatenate([run, np.full(_GROUP - len(run), run[-1])]))
+            offset += k
+        self.a, self.b = np.concatenate(starts), np.concatenate(ends)  # (K, 2)
+        self.ab = self.b - self.a
+        self.inv_len2 = 1.0 / np.sum(self.ab * self.ab, axis=1)  # (K,)
+        normal = np.concatenate(normals)
+        p, q = np.concatenate(prev), np.concatenate(nxt)
+        self.normal, self.at_a, self.at_b = normal, normal + normal[p], normal + normal[q]
+        self.members = np.stack(members)  # (G, _GROUP) segment indices
+        ends_of = np.concatenate([self.a[self.members], self.b[self.members]], axis=1)
+        self.center = ends_of.mean(axis=1)  # (G, 2)
+        # Segments lie in the hull of their end points, so within the farthest end's radius.
+        self.radius = np.linalg.norm(ends_of - self.center[:, None], axis=2).max(axis=1)
+        # Per segment [ax, ay, abx, aby, 1 / |ab|^2] in float32 for the search, about the
+        # bodies' own centre so that float32 keeps their scale's precision wherever they lie;
+        # and the same run by run, so a point's candidate runs come out in one gather.
+        self.origin = self.a.mean(axis=0)
+        rows = [self.a - self.origin, self.ab, self.inv_len2]
+        self.table = np.column_stack(rows).astype(np.float32)
+        self.runs = self.table[self.members]  # (G, _GROUP, 5)
+
+    @staticmethod
+    def nearest(p: NDArray[np.float32], seg: NDArray[np.float32]) -> NDArray[np.intp]:
+        """Column of the nearest segment for points p (n, 2) among seg (..., 5), rows of the
+        table: (K, 5) for every segment or (n, m, 5) for each point's own candidates."""
+        ax, ay, abx, aby, inv = (seg[..., i] for i in range(5))  # (K,) or (n, m)
+        dx = p[:, 0:1] - ax  # (n, m): p - a
+        dy = p[:, 1:2] - ay
+        w = dx * abx
+        w += dy * aby
+        w *= inv
+        np.clip(w, 0.0, 1.0, out=w)  # nearest point a + w (b - a) on each segment
+        dx -= w * abx
+        dy -= w * aby
+        dx *= dx
+        dy *= dy
+        dx += dy
+        return dx.argmin(axis=1)  # (n,)
+
+    def exact(self, p: Array, seg: NDArray[np.intp]) -> tuple[Array, Array, Array]:
+        """Float64 projection parameter w (n,), p - q (n, 2) and |p - q| (n,) for points p
+        (n, 2) and one segment each, q = a + w (b - a) its nearest point."""
+        ab = self.ab[seg]  # (n, 2)
+        rel = p - self.a[seg]
+        w = np.clip(np.sum(rel * ab, axis=1) * self.inv_len2[seg], 0.0, 1.0)
+        rel -= w[:, None] * ab
+        return w, rel, np.sqrt(np.sum(rel * rel, axis=1))
+
+
 def signed_distance(points: ArrayLike, polylines: Sequence[ArrayLike]) -> Array:
-    """Distance (N,) to the nearest body surface: positive in the fluid, negative inside."""
+    """Distance (N,) to the nearest body surface: positive in the fluid, negative inside.
+
+    Without visiting every segment for every point: each point searches the segments of the
+    _NEAREST_GROUPS bounding circles nearest to it, and only where the next circle's lower
+    bound |p - c| - r is not beyond the distance found does it search them all. The search is
+    in float32; the distance to the segment it finds is then taken in float64 (the same as a
+    search over every segment, but where two segments are within float32 rounding of each
+    other). The sign is that of (p - q) . n, with q the nearest surface point and n the outward
+    normal there (the sum of the two adjacent normals at a vertex), which for closed bodies
+    that do not overlap agrees with an even-odd inside test.
+    """
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    dist = unsigned_distance(pts, polylines)
-    return np.where(_inside(pts, polylines), -dist, dist)
+    surf = _Surface(polylines)
+    n_groups = len(surf.members)
+    k = min(_NEAREST_GROUPS, n_groups)
+    out = np.empty(len(pts))
+    step = _block(k * _GROUP + n_groups)
+    for s in range(0, len(pts), step):
+        p = pts[s : s + step]
+        p32 = (p - surf.origin).astype(np.float32)
+        dx = p[:, 0:1] - surf.center[:, 0]  # (n, G), float64: the bound must hold exactly
+        dy = p[:, 1:2] - surf.center[:, 1]
+        dx *= dx
+        dy *= dy
+        dx += dy
+        lower = np.sqrt(dx, out=dx)
+        lower -= surf.radius  # (n, G): no segment of circle g is nearer than this
+        m = k * _GROUP
+        if k < n_groups:
+            order = np.argpartition(lower, k, axis=1)  # the k smallest first, then the k-th
+            groups, beyond = order[:, :k], np.take_along_axis(lower, order[:, k : k + 1], 1)
+            col = surf.nearest(p32, surf.runs[groups].reshape(len(p), m, 5))
+            seg = np.take_along_axis(surf.members[groups].reshape(len(p), m), col[:, None], 1)
+            seg = seg[:, 0]
+        else:
+            seg, beyond = surf.nearest(p32, surf.table), None
+        w, rel, dist = surf.exact(p, seg)
+        if beyond is not None:
+            unsure = np.flatnonzero(beyond[:, 0] < dist)
+            if unsure.size:  # a circle not searched may hold a nearer segment
+                seg[unsure] = surf.nearest(p32[unsure], surf.table)
+                w[unsure], rel[unsure], dist[unsure] = surf.exact(p[unsure], seg[unsure])
+        normal = np.where(
+            (w <= 0.0)[:, None],
+            surf.at_a[seg],
+            np.where((w >= 1.0)[:, None], surf.at_b[seg], surf.normal[seg]),
+        )  # (n, 2)
+        out[s : s + step] = np.where(np.sum(rel * normal, axis=1) < 0.0, -dist, dist)
+    return out
 
 
 def polylines_intersect(p: Array, q: Array) -> bool:

@@ -17,6 +17,7 @@ from geometry.airfoils import (
     signed_distance,
     two_element,
 )
+from geometry.polylines import unsigned_distance
 
 
 def _circle(
@@ -132,9 +133,39 @@ def test_signed_distance_of_a_circle() -> None:
     # The inscribed 2000-gon sags radius * (1 - cos(pi / 2000)) = 3.7e-7 from the circle.
     np.testing.assert_allclose(sdf, exact, atol=4e-7)
     assert ((sdf < 0) == (exact < 0)).all()
-    # Either orientation, closed or not, gives the same answer.
-    np.testing.assert_allclose(signed_distance(pts, [poly[::-1]]), sdf, rtol=0, atol=1e-15)
+    # Either orientation, closed or not, gives the same answer (to the float32 search's
+    # rounding: of two segments that near in distance, either may be the one found).
+    np.testing.assert_allclose(signed_distance(pts, [poly[::-1]]), sdf, rtol=0, atol=1e-7)
     np.testing.assert_array_equal(signed_distance(pts, [poly[:-1]]), sdf)
+
+
+@pytest.mark.parametrize("kind", ["single", "two"])
+@pytest.mark.parametrize("n", [1, 2000, 20_000])
+@pytest.mark.parametrize("scale", [1.0, 1000.0], ids=["chords", "mm-far"])
+def test_signed_distance_equals_the_search_over_every_segment(
+    kind: str, n: int, scale: float
+) -> None:
+    # The pruned search (bounding circles, float32) against every segment in float64 and an
+    # even-odd inside test, on points spread over the box and crowded at the walls; also in
+    # millimetres far from the origin, where float32 coordinates alone would lose 1e-4.
+    bodies = (
+        [naca4("2412", 160)]
+        if kind == "single"
+        else two_element("2412", "0012", 0.3, 15.0, 0.02, 160)
+    )
+    rng = np.random.default_rng(n)
+    box = rng.uniform([-0.5, -0.75], [1.5, 0.75], size=(n - n // 2, 2))
+    surface = np.concatenate(bodies)
+    near = surface[rng.integers(0, len(surface), n // 2)] + rng.normal(0.0, 0.01, (n // 2, 2))
+    shift = np.array([5.0, -3.0]) * scale if scale > 1 else 0.0
+    bodies = [scale * body + shift for body in bodies]
+    pts = scale * np.concatenate([box, near]) + shift
+    reference = np.where(
+        inside(pts, bodies), -unsigned_distance(pts, bodies), unsigned_distance(pts, bodies)
+    )
+    got = signed_distance(pts, bodies)
+    np.testing.assert_allclose(got, reference, rtol=0, atol=2e-7 * scale)
+    np.testing.assert_array_equal(got < 0, reference < 0)
 
 
 def test_signed_distance_sign_matches_independent_inside_test() -> None:

@@ -99,21 +99,33 @@ def test_decoder_onnx_matches_torch(tiny_airfoil: TinyGeometry, n_points: int) -
 
 
 @pytest.mark.parametrize("d_pos", [2, 3], ids=["2d", "2d+sdf"])
-def test_cross_attention_equals_the_per_pair_formula(d_pos: int) -> None:
+@pytest.mark.parametrize(
+    ("features", "shared"), [(0, False), (16, True)], ids=["paper", "shared-narrow"]
+)
+def test_cross_attention_equals_the_per_pair_formula(
+    d_pos: int, features: int, shared: bool
+) -> None:
     # The module takes sines once per query (sin(a - b) = sin a cos b - cos a sin b), folds the
-    # query's last layer into the keys and applies beta's after the average: the same numbers
-    # as the paper's formula written out pair by pair.
+    # query's last layer into the keys, the value modulation into per-latent matrices and
+    # beta's last layer after the average: the same numbers as the paper's formula written
+    # out pair by pair (or, shared, with one relative MLP serving query and value).
     gen = torch.Generator().manual_seed(3)
     hidden, heads = 32, 2
-    attn = EquivariantCrossAttention(d_pos, hidden, heads, 2.0, 1.0, 0.5, gen)
+    attn = EquivariantCrossAttention(d_pos, hidden, heads, 2.0, 1.0, 0.5, gen, features, shared)
     x = torch.rand(2, 50, d_pos, generator=gen) * 2 - 1
     p = torch.rand(9, d_pos, generator=gen) * 2 - 1
     a = torch.randn(2, 9, hidden, generator=gen)
     with torch.no_grad():
+        for param in attn.parameters():  # biases start at zero in places: make every term count
+            param.add_(0.1 * torch.randn(param.shape, generator=gen))
         rel = x[:, :, None, :] - p[None, None, :, :]  # (B, N, L, D)
         q = attn.to_q(attn.rff_q(rel)).reshape(2, 50, 9, heads, -1)  # (B, N, L, heads, dh)
         k = attn.to_k(a).reshape(2, 1, 9, heads, -1)
-        gamma, beta = attn.to_gb(attn.rff_v(rel)).chunk(2, dim=-1)  # (B, N, L, H) each
+        if attn.rff_v is None:  # shared: gamma, beta from the query MLP's hidden layer
+            hidden_q = attn.to_q[1](attn.to_q[0](attn.rff_q(rel)))
+            gamma, beta = attn.to_gb(hidden_q).chunk(2, dim=-1)  # (B, N, L, H) each
+        else:
+            gamma, beta = attn.to_gb(attn.rff_v(rel)).chunk(2, dim=-1)
         v = (attn.to_v(a)[:, None] * (1 + gamma) + beta).reshape(2, 50, 9, heads, -1)
         window = (rel * rel).sum(-1, keepdim=True) / attn.sigma**2  # (B, N, L, 1)
         att = torch.softmax((q * k).sum(-1) / math.sqrt(hidden // heads) - window, dim=2)

@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from app.families.airfoil_domain import geometry_id
 from app.main import create_app
 from app.settings import Settings
-from geometry.airfoils import inside, naca4, signed_distance, two_element
+from geometry.airfoils import inside, naca4, two_element
 from geometry.grids import grid_points
 from tests.helpers_serving import (
     Samples,
@@ -383,14 +383,3 @@ def test_model_listing_shows_the_family(client: TestClient, tiny_airfoil: Any) -
     assert set(detail["manifest"]["graphs"]) == {"encoder", "decoder"}
     ready = client.get("/health/ready").json()
     assert {"name": tiny_airfoil.name, "family": "enf2enf"}.items() <= ready["models"][0].items()
-
-
-def test_query_signed_distance_matches_geometry(domain: dict[str, Any]) -> None:
-    """The blocked signed distance the service uses is geometry.airfoils' own, exactly."""
-    from app.families.airfoil_domain import AirfoilDomain
-
-    polylines = two_element("2412", "0012", 0.3, 10.0, 0.02, domain["panels_per_element"])
-    points = np.random.default_rng(8).uniform(-0.5, 1.5, (20_000, 2))
-    np.testing.assert_array_equal(
-        AirfoilDomain.signed_distance(points, polylines), signed_distance(points, polylines)
-    )

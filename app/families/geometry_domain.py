@@ -47,8 +47,6 @@ MAX_CURVE_POINTS = 2048
 _GEOMETRY_SALT = "fieldserve-geometry-v1"
 # Segment pairs per block of the crossing test (memory ~ 40 bytes x this).
 _PAIR_BLOCK = 1 << 18
-# Query points x segments per block of a signed distance.
-_SDF_BLOCK = 1 << 21
 _F32_MAX = float(np.finfo(np.float32).max)
 # The task whose manifest names aoa_deg, speed, naca and panels_per_element itself.
 AIRFOIL_TASK = "airfoil-flow"
@@ -452,7 +450,7 @@ class GeometryDomain:
                     "query.grid.bounds must lie within the float32 range", "query"
                 )
         points = grid_points([x0, y0], [x1, y1], [nx, ny])
-        sdf = self.signed_distance(points, polylines)
+        sdf = signed_distance(points, polylines)
         keep = sdf >= 0.0
         if self.box_is_domain:
             keep &= ~self.outside_box(points)
@@ -477,7 +475,7 @@ class GeometryDomain:
             raise InvalidInputError(f"{field}: points must lie within the float32 range", field)
         self.refuse_outside(points, f"{field}.points")
         if sdf is None:
-            sdf = self.signed_distance(points, polylines)
+            sdf = signed_distance(points, polylines)
         refuse_points(
             sdf < 0.0,
             "query point(s) lie inside a body",
@@ -521,18 +519,6 @@ class GeometryDomain:
                 )
             )
         return notices
-
-    @staticmethod
-    def signed_distance(points: F64, polylines: Sequence[F64]) -> F64:
-        """geometry.polylines.signed_distance in blocks, so memory stays bounded for any size."""
-        segments = sum(len(p) - 1 for p in polylines)
-        rows = max(64, _SDF_BLOCK // max(segments, 1))
-        if len(points) <= rows:
-            return signed_distance(points, polylines)
-        out = np.empty(len(points))
-        for start in range(0, len(points), rows):
-            out[start : start + rows] = signed_distance(points[start : start + rows], polylines)
-        return out
 
 
 def _box(value: Any) -> tuple[Range, Range]:

@@ -157,11 +157,22 @@ def deviations(cfg: Enf2EnfConfig) -> list[str]:
     """Where this reproduction departs from the paper, recorded in every manifest."""
     out = [
         f"widths {cfg.enc_hidden} (encoder) / {cfg.dec_hidden} (decoder) instead of 128 / 256",
-        "attention heads split the hidden width (the authors give each head the full width)",
+        f"{cfg.dec_heads} decoder attention head(s) splitting the hidden width (the authors give "
+        "each head the full width)",
         "inner loop on all n_encoder points of the fixed sampling (seed 0) rather than fresh "
         "random subsets per step, so training and serving run the same computation",
         "outer meta-loss on the encoder points plus a random subset of the field points",
     ]
+    if cfg.dec_shared_relative:
+        out.append(
+            "one relative-position MLP per (point, latent) pair serves both the query and the "
+            "value modulation (the authors have one MLP each)"
+        )
+    if cfg.dec_rff_features and cfg.dec_rff_features != cfg.dec_hidden:
+        out.append(
+            f"{cfg.dec_rff_features} Fourier features of x - p_i in the decoder, not the width "
+            f"({cfg.dec_hidden})"
+        )
     if any(k >= 0 for k in cfg.field_scale):
         out.append(
             "fields predicted divided by the condition they are proportional to "

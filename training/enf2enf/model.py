@@ -64,6 +64,12 @@ class Enf2EnfConfig:
     # authors' AirfRANS config; 2/4 and 4/10 trained markedly worse here.
     dec_rff_scale_q: float = 1.0
     dec_rff_scale_v: float = 1.0
+    # Random Fourier features of x - p_i in the decoder (0 = dec_hidden, the paper's). A
+    # (point, latent) pair pays features x dec_hidden for the relative MLPs' first layer.
+    dec_rff_features: int = 0
+    # One relative hidden layer serves the query and the value modulation (the paper has one
+    # MLP each): a pair then pays 2 dec_hidden^2, not 3, and one activation, not two.
+    dec_shared_relative: bool = False
     out_width: int = 128
     # Per field, the index of the condition it is proportional to (-1: none); empty = none.
     # The head predicts field / condition and the graph multiplies back (a deviation from the
@@ -81,6 +87,8 @@ class Enf2EnfConfig:
         for name in names:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.dec_rff_features < 0 or self.dec_rff_features % 2:
+            raise ValueError("dec_rff_features must be 0 (= dec_hidden) or a positive even number")
         if self.inner_steps < 0:
             raise ValueError("inner_steps must be >= 0")
         if self.enc_hidden % self.enc_heads or self.dec_hidden % self.dec_heads:
@@ -152,13 +160,22 @@ class EquivariantCrossAttention(nn.Module):
     logit  q . k / sqrt(d_head) - |x - p_i|^2 / sigma^2 (Gaussian window), softmax over i.
 
     Heads split the hidden width (the authors give each head the full width; splitting keeps
-    the CPU cost of the (N, L) pair tensors at one width).
+    the CPU cost of the (N, L) pair tensors at one width). With `shared`, one relative MLP's
+    hidden layer u serves both: q is its last layer, [gamma, beta] a second last layer on u.
 
-    The same function is computed with two of the five per-pair matrix products moved out of
-    the pairs (exact algebra, not an approximation): the query's last layer is folded into the
-    keys, q . k = u . (W_q^T k) + b_q . k with u the query MLP's hidden layer, and beta's last
-    layer is applied after the attention average, sum_i att_i beta_i = W_beta (sum_i att_i u_i)
-    + b_beta since the weights sum to one. A pair then costs 3 H^2 multiply-adds, not 5 H^2.
+    The function is computed with every product that does not need a (point, latent) pair
+    moved out of the pairs (exact algebra, not an approximation; tests/test_enf2enf.py checks
+    it against the formula written out pair by pair):
+    - the query's last layer is folded into the keys, q . k = u . (W_q^T k) + b_q . k;
+    - the value becomes u M_i + c_i + b_beta with per-latent matrices M_i = W_gamma^T
+      diag(v_i) + W_beta^T and c_i = v_i (1 + b_gamma), built from the latents alone, and
+      sum_i att_i (u_i M_i) is one matrix product of the attention-weighted hidden layers of
+      all latents side by side with the stacked M_i;
+    - the first layers of the relative MLPs are one product for all latents
+      (`_relative_hidden`).
+    A pair then costs features x H + H x H (+ H x H for a separate value MLP) multiply-adds in
+    large matrix products, and the (N, L H) pair tensors are passed over a few times only: an
+    activation per relative MLP, the attention weighting, the product.
     """
 
     def __init__(
@@ -170,13 +187,19 @@ class EquivariantCrossAttention(nn.Module):
         scale_v: float,
         sigma: float,
         gen: torch.Generator,
+        features: int = 0,
+        shared: bool = False,
     ) -> None:
         super().__init__()
         self.hidden, self.heads, self.sigma = hidden, heads, sigma
-        self.rff_q = RFF(d_pos, hidden, scale_q, gen)
-        self.rff_v = RFF(d_pos, hidden, scale_v, gen)
-        self.to_q = mlp(hidden, hidden, hidden)
-        self.to_gb = mlp(hidden, hidden, 2 * hidden)
+        features = features or hidden
+        self.rff_q = RFF(d_pos, features, scale_q, gen)
+        self.to_q = mlp(features, hidden, hidden)
+        # Shared: gamma and beta are a second last layer on the query MLP's hidden layer.
+        self.rff_v: RFF | None = None if shared else RFF(d_pos, features, scale_v, gen)
+        self.to_gb: nn.Sequential | nn.Linear = (
+            nn.Linear(hidden, 2 * hidden) if shared else mlp(features, hidden, 2 * hidden)
+        )
         self.to_k = nn.Linear(hidden, hidden)
         self.to_v = nn.Linear(hidden, hidden)
         self.out = nn.Linear(hidden, hidden)
@@ -186,50 +209,60 @@ class EquivariantCrossAttention(nn.Module):
         b, n, _ = x.shape
         nl, hid = p.shape[0], self.hidden
         h, dh = self.heads, hid // self.heads
-        # Pair tensors are latent-major, (B, L, N, .): every product over the width is then a
-        # batched matrix product, one per latent.
+        q_first, q_act, q_last = self.to_q
+        last = self.to_gb[2] if isinstance(self.to_gb, nn.Sequential) else self.to_gb
+        assert isinstance(q_first, nn.Linear) and isinstance(q_last, nn.Linear)
+        assert isinstance(last, nn.Linear)
+        # Per-latent matrices, built from the latents alone (L H^2 work, not N L H^2).
         k = self.to_k(a).reshape(b, nl, h, 1, dh)  # (B, L, heads, 1, dh)
-        # The query's last layer folded into the keys: (B, L, H, heads) and (B, L, 1, heads).
-        q_last, last = self.to_q[2], self.to_gb[2]
-        assert isinstance(q_last, nn.Linear) and isinstance(last, nn.Linear)
         w_q, b_q = q_last.weight.reshape(h, dh, hid), q_last.bias.reshape(h, dh, 1)
-        k_folded = (k @ w_q).squeeze(3).transpose(2, 3)
-        k_bias = (k @ b_q).reshape(b, nl, 1, h)
-        u_q = self._relative_hidden(self.to_q, self.rff_q, x, p)  # (B, L, N, H)
-        logits = u_q @ k_folded + k_bias  # (B, L, N, heads)
-        # |x - p_i|^2 expanded, so that no (B, L, N, D) tensor is formed.
+        k_folded = (k @ w_q).squeeze(3).transpose(2, 3)  # (B, L, H, heads)
+        # Block-diagonal over latents, so all logits are one product with the stacked hidden.
+        eye = torch.eye(nl, dtype=x.dtype, device=x.device)[:, None, :, None]  # (L, 1, L, 1)
+        k_block = (k_folded[:, :, :, None, :] * eye).reshape(b, nl * hid, nl * h)
+        k_bias = (k @ b_q).reshape(b, 1, nl * h)  # (B, 1, L heads)
+        w_g, w_b = last.weight[:hid], last.weight[hid:]  # (H, H) each: gamma, beta
+        b_g, b_b = last.bias[:hid], last.bias[hid:]
+        v = self.to_v(a)  # (B, L, H)
+        # Value of pair (x, i), head slice hs: v_i (1 + W_g u + b_g) + W_b u + b_b
+        #   = u M_i + c_i + b_b with M_i = W_g^T diag(v_i) + W_b^T and c_i = v_i (1 + b_g).
+        m = w_g.t() * v[:, :, None, :] + w_b.t()  # (B, L, H, H)
+        m = m.reshape(b, nl, hid, h, dh).permute(0, 3, 1, 2, 4).reshape(b, h, nl * hid, dh)
+        c = (v * (1.0 + b_g)).reshape(b, nl, h, dh).transpose(1, 2)  # (B, heads, L, dh)
+
+        u_q = self._relative_hidden(q_first, q_act, self.rff_q, x, p)  # (B, N, L H)
         dist2 = (
-            (p * p).sum(-1)[:, None] - 2.0 * p @ x.transpose(1, 2) + (x * x).sum(-1)[:, None, :]
-        )  # (B, L, N)
-        logits = logits / math.sqrt(dh) - (dist2 / self.sigma**2)[..., None]
-        att = torch.softmax(logits, dim=1)[..., None]  # (B, L, N, heads, 1), over latents
-        u_v = self._relative_hidden(self.to_gb, self.rff_v, x, p)  # (B, L, N, H)
-        gamma = F.linear(u_v, last.weight[:hid], last.bias[:hid])  # (B, L, N, H)
-        v = self.to_v(a)[:, :, None, :] * (1.0 + gamma)  # (B, L, N, H)
-        y = (att * v.reshape(b, nl, n, h, dh)).sum(1)  # (B, N, heads, dh)
-        # beta after the average: W_beta (sum_i att_i u_i) + b_beta, head by head.
-        u_mean = (att * u_v[:, :, :, None, :]).sum(1)  # (B, N, heads, H)
-        w_beta = last.weight[hid:].reshape(h, dh, hid).transpose(1, 2)  # (heads, H, dh)
-        beta = (u_mean.transpose(1, 2) @ w_beta).transpose(1, 2)  # (B, N, heads, dh)
-        beta = beta + last.bias[hid:].reshape(h, dh)
-        return self.out((y + beta).reshape(b, n, hid))  # (B, N, H)
+            (x * x).sum(-1)[..., None] - 2.0 * x @ p.t() + (p * p).sum(-1)
+        )  # (B, N, L): |x - p_i|^2 expanded, no (B, N, L, D) tensor
+        logits = (u_q @ k_block + k_bias).reshape(b, n, nl, h) / math.sqrt(dh)
+        att = torch.softmax(logits - (dist2 / self.sigma**2)[..., None], dim=2)  # over latents
+        att = att.permute(0, 3, 1, 2)  # (B, heads, N, L)
+        if self.rff_v is None:
+            u_v = u_q
+        else:
+            assert isinstance(self.to_gb, nn.Sequential)
+            v_first, v_act, _ = self.to_gb
+            assert isinstance(v_first, nn.Linear)
+            u_v = self._relative_hidden(v_first, v_act, self.rff_v, x, p)  # (B, N, L H)
+        # sum_i att_i u_i M_i as one product: the attention-weighted hidden layers of all
+        # latents side by side, (B, heads, N, L H), times the stacked M_i.
+        weighted = (u_v.reshape(b, 1, n, nl, hid) * att[..., None]).reshape(b, h, n, nl * hid)
+        y = weighted @ m + att @ c  # (B, heads, N, dh)
+        return self.out(y.transpose(1, 2).reshape(b, n, hid) + b_b)  # (B, N, H)
 
     @staticmethod
     def _relative_hidden(
-        net: nn.Sequential, rff: RFF, x: torch.Tensor, p: torch.Tensor
+        first: nn.Linear, act: nn.Module, rff: RFF, x: torch.Tensor, p: torch.Tensor
     ) -> torch.Tensor:
-        """net's hidden layer act(first(rff(x - p_i))) for every latent and query: (B, L, N, H);
-        the caller applies its last layer.
+        """act(first(rff(x - p_i))) for every query and latent, side by side: (B, N, L H).
 
         The Fourier features of x - p_i are never formed. With phases u = x M and w_i = p_i M,
         sin(u - w_i) = sin u cos w_i - cos u sin w_i and cos(u - w_i) = cos u cos w_i +
         sin u sin w_i, so the first layer W [sin; cos] + b equals W_i [sin u; cos u] + b with
         one matrix W_i per latent built from W and w_i alone. Sines and cosines are then taken
-        once per query, not once per (query, latent) pair, for the same function (measured
-        on the shipped decoder, 2,000 points on 2 cores: 51 -> 30 ms).
+        once per query, not once per (query, latent) pair, and the L matrices side by side make
+        the whole layer one matrix product.
         """
-        first, act = net[0], net[1]
-        assert isinstance(first, nn.Linear)
         k = rff.matrix.shape[1]
         phase_x = x @ rff.matrix  # (B, N, K)
         feats = torch.cat([torch.sin(phase_x), torch.cos(phase_x)], dim=-1)  # (B, N, 2K)
@@ -239,8 +272,9 @@ class EquivariantCrossAttention(nn.Module):
         per_latent = torch.cat(
             [w_sin * cos_p + w_cos * sin_p, w_cos * cos_p - w_sin * sin_p], dim=-1
         )  # (L, H, 2K)
-        hidden = feats[:, None] @ per_latent.transpose(1, 2)  # (B, L, N, H)
-        return act(hidden + first.bias)
+        nl, hid = per_latent.shape[:2]
+        stacked = per_latent.reshape(nl * hid, 2 * k).t()  # (2K, L H), latent-major columns
+        return act(feats @ stacked + first.bias.repeat(nl))  # (B, N, L H)
 
 
 class SdfField(nn.Module):
@@ -300,6 +334,8 @@ class FieldDecoder(nn.Module):
             cfg.dec_rff_scale_v,
             cfg.sigma,
             gen,
+            cfg.dec_rff_features,
+            cfg.dec_shared_relative,
         )
         self.head = nn.Sequential(
             nn.Linear(cfg.dec_hidden, cfg.out_width),
