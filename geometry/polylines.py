@@ -10,11 +10,13 @@ enf2enf model sees (numpy only; training and serving share it).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 Array = NDArray[np.float64]
+Floats = NDArray[np.floating[Any]]  # float64, or float32 where a search tolerates its rounding
 Range = tuple[float, float]
 
 
@@ -79,6 +81,33 @@ def _block(n_segments: int) -> int:
     return max(16, _PAIRS_PER_BLOCK // max(n_segments, 1))
 
 
+def _squared_distances(
+    px: Floats, py: Floats, ax: Floats, ay: Floats, abx: Floats, aby: Floats, inv_len2: Floats
+) -> Floats:
+    """|p - q|^2 (n, m) from points (n, 1) to segments a + w (b - a), w in [0, 1]: px, py
+    (n, 1); the segments' columns (m,) for the same segments for every point or (n, m) for
+    each point's own; computed in place, so no (n, m, 2) buffers. The inputs' dtype is kept."""
+    dx = px - ax  # (n, m): p - a
+    dy = py - ay
+    w = dx * abx
+    w += dy * aby
+    w *= inv_len2
+    np.clip(w, 0.0, 1.0, out=w)  # nearest point a + w (b - a) on each segment
+    dx -= w * abx
+    dy -= w * aby
+    dx *= dx
+    dy *= dy
+    dx += dy
+    return dx
+
+
+def _outward_normals(t: Array, area_sign: float | Array) -> Array:
+    """Unit outward normals (K, 2) of segments with directions t (K, 2) on bodies whose signed
+    area has the sign area_sign: right of the direction of travel on a counter-clockwise body."""
+    n = np.stack([t[:, 1], -t[:, 0]], axis=1) * area_sign
+    return n / np.linalg.norm(n, axis=1, keepdims=True)
+
+
 def unsigned_distance(points: Array, polylines: Sequence[ArrayLike]) -> Array:
     a, b = _segments(polylines)
     ab = b - a  # (K, 2)
@@ -87,19 +116,9 @@ def unsigned_distance(points: Array, polylines: Sequence[ArrayLike]) -> Array:
     out = np.empty(len(points))
     step = _block(len(a))
     for s in range(0, len(points), step):
-        # Component by component and in place: a few (n, K) buffers, no (n, K, 2) ones.
-        dx = points[s : s + step, 0:1] - ax  # (n, K): p - a
-        dy = points[s : s + step, 1:2] - ay
-        w = dx * abx
-        w += dy * aby
-        w *= inv_len2
-        np.clip(w, 0.0, 1.0, out=w)  # (n, K): nearest point a + w (b - a) on each segment
-        dx -= w * abx
-        dy -= w * aby
-        dx *= dx
-        dy *= dy
-        dx += dy
-        out[s : s + step] = np.sqrt(dx.min(axis=1))
+        p = points[s : s + step]
+        d2 = _squared_distances(p[:, 0:1], p[:, 1:2], ax, ay, abx, aby, inv_len2)
+        out[s : s + step] = np.sqrt(d2.min(axis=1))
     return out
 
 
@@ -142,29 +161,26 @@ class _Surface:
             a, b = body[:-1], body[1:]
             keep = np.any(a != b, axis=1)  # repeated points make zero-length segments
             a, b = a[keep], b[keep]
-            t = b - a  # (k, 2)
-            # Right of the direction of travel is outside for a counter-clockwise body.
-            n = np.stack([t[:, 1], -t[:, 0]], axis=1) * np.sign(polygon_area(body))
-            n /= np.linalg.norm(n, axis=1, keepdims=True)
             k = len(a)
             idx = offset + np.arange(k)
             starts.append(a)
             ends.append(b)
-            normals.append(n)
+            normals.append(_outward_normals(b - a, np.sign(polygon_area(body))))
             prev.append(np.roll(idx, 1))
             nxt.append(np.roll(idx, -1))
             for g in range(0, k, _GROUP):  # padded with the run's last segment (harmless)
                 run = idx[g : g + _GROUP]
                 members.append(np.concatenate([run, np.full(_GROUP - len(run), run[-1])]))
             offset += k
-        self.a, self.b = np.concatenate(starts), np.concatenate(ends)  # (K, 2)
-        self.ab = self.b - self.a
+        self.a = np.concatenate(starts)  # (K, 2)
+        self.ab = np.concatenate(ends) - self.a
         self.inv_len2 = 1.0 / np.sum(self.ab * self.ab, axis=1)  # (K,)
         normal = np.concatenate(normals)
         p, q = np.concatenate(prev), np.concatenate(nxt)
         self.normal, self.at_a, self.at_b = normal, normal + normal[p], normal + normal[q]
         self.members = np.stack(members)  # (G, _GROUP) segment indices
-        ends_of = np.concatenate([self.a[self.members], self.b[self.members]], axis=1)
+        run_a = self.a[self.members]  # (G, _GROUP, 2)
+        ends_of = np.concatenate([run_a, run_a + self.ab[self.members]], axis=1)
         self.center = ends_of.mean(axis=1)  # (G, 2)
         # Segments lie in the hull of their end points, so within the farthest end's radius.
         self.radius = np.linalg.norm(ends_of - self.center[:, None], axis=2).max(axis=1)
@@ -180,19 +196,8 @@ class _Surface:
     def nearest(p: NDArray[np.float32], seg: NDArray[np.float32]) -> NDArray[np.intp]:
         """Column of the nearest segment for points p (n, 2) among seg (..., 5), rows of the
         table: (K, 5) for every segment or (n, m, 5) for each point's own candidates."""
-        ax, ay, abx, aby, inv = (seg[..., i] for i in range(5))  # (K,) or (n, m)
-        dx = p[:, 0:1] - ax  # (n, m): p - a
-        dy = p[:, 1:2] - ay
-        w = dx * abx
-        w += dy * aby
-        w *= inv
-        np.clip(w, 0.0, 1.0, out=w)  # nearest point a + w (b - a) on each segment
-        dx -= w * abx
-        dy -= w * aby
-        dx *= dx
-        dy *= dy
-        dx += dy
-        return dx.argmin(axis=1)  # (n,)
+        cols = (seg[..., i] for i in range(5))  # ax, ay, abx, aby, 1 / |ab|^2: (K,) or (n, m)
+        return _squared_distances(p[:, 0:1], p[:, 1:2], *cols).argmin(axis=1)  # (n,)
 
     def exact(self, p: Array, seg: NDArray[np.intp]) -> tuple[Array, Array, Array]:
         """Float64 projection parameter w (n,), p - q (n, 2) and |p - q| (n,) for points p
@@ -221,7 +226,8 @@ def signed_distance(points: ArrayLike, polylines: Sequence[ArrayLike]) -> Array:
     n_groups = len(surf.members)
     k = min(_NEAREST_GROUPS, n_groups)
     out = np.empty(len(pts))
-    step = _block(k * _GROUP + n_groups)
+    m = k * _GROUP  # candidate segments per point
+    step = _block(m + n_groups)
     for s in range(0, len(pts), step):
         p = pts[s : s + step]
         p32 = (p - surf.origin).astype(np.float32)
@@ -232,7 +238,6 @@ def signed_distance(points: ArrayLike, polylines: Sequence[ArrayLike]) -> Array:
         dx += dy
         lower = np.sqrt(dx, out=dx)
         lower -= surf.radius  # (n, G): no segment of circle g is nearer than this
-        m = k * _GROUP
         if k < n_groups:
             order = np.argpartition(lower, k, axis=1)  # the k smallest first, then the k-th
             groups, beyond = order[:, :k], np.take_along_axis(lower, order[:, k : k + 1], 1)
@@ -278,17 +283,15 @@ def _surface_samples(
     a, b = _segments(polylines)
     # Orientation of each segment's body, so the normal points out whichever way it was drawn.
     signs = np.concatenate(
-        [np.full(len(p) - 1, -np.sign(polygon_area(p))) for p in _bodies(polylines)]
+        [np.full(len(p) - 1, np.sign(polygon_area(p))) for p in _bodies(polylines)]
     )
     seg = b - a  # (K, 2)
     length = np.linalg.norm(seg, axis=1)
     k = rng.choice(len(seg), size=n, p=length / length.sum())
     w = rng.uniform(0.0, 1.0, n)
     pts = a[k] + w[:, None] * seg[k]
-    tangent = seg[k] / np.maximum(length[k], 1e-300)[:, None]
-    # Clockwise bodies have the outside on the left of the tangent: (-ty, tx).
-    normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1) * signs[k, None]
-    return pts, normal
+    # Zero-length segments have probability 0, so every normal here is defined.
+    return pts, _outward_normals(seg[k], signs[k, None])
 
 
 def _uniform_in_box(box: Sequence[Sequence[float]], n: int, rng: np.random.Generator) -> Array:
