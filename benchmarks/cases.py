@@ -19,7 +19,7 @@ from benchmarks.load import http_load, lean_load, thread_load
 from benchmarks.modes import Mode
 from benchmarks.raw import RawEnf2Enf
 from benchmarks.stats import ratio
-from benchmarks.workloads import ELASTICITY_TASK, ElasticityWorkload
+from benchmarks.workloads import ELASTICITY_TASK, ElasticityWorkload, PinnedVersion
 from geometry import encoder_points, signed_distance
 
 Case = dict[str, Any]
@@ -288,11 +288,13 @@ def _geo_available(ctx: Context, c: http.Client) -> str | None:
     """None when the service answers geometry requests, else why not."""
     assert ctx.geo is not None
     probe = ctx.geo.request({"naca": "0012"}, ctx.geo.query("0012")[:16])
-    return _model_available(c, ctx.geo.name, probe)
+    return _model_available(c, ctx.geo, probe)
 
 
-def _model_available(c: http.Client, name: str, probe: dict[str, Any]) -> str | None:
-    """None when the service serves `name` and answers `probe` with 200, else why not."""
+def _model_available(c: http.Client, model: PinnedVersion, probe: dict[str, Any]) -> str | None:
+    """None when the service serves the model and its version answers `probe` with 200, else
+    why not."""
+    name = model.name
     served = {m["name"]: m for m in c.get("/v1/models").json()["models"]}
     if name not in served:
         refused = [
@@ -300,9 +302,9 @@ def _model_available(c: http.Client, name: str, probe: dict[str, Any]) -> str | 
         ]
         why = f": refused ({refused[0].get('reason')})" if refused else ""
         return f"the service does not serve {name}{why}"
-    r = c.post(f"/v1/models/{name}/predict", content=http.body(probe))
+    r = c.post(model.predict_url, content=http.body(probe))
     if r.status_code != 200:
-        return f"POST /v1/models/{name}/predict answers {r.status_code}: {r.text[:300]}"
+        return f"POST {model.predict_url} answers {r.status_code}: {r.text[:300]}"
     return None
 
 
@@ -663,8 +665,8 @@ def _g_elasticity(ctx: Context, c: http.LeanClient, case: Case, reps: int, warm:
              lambda k: _raw_elastic_field(raw, e, raw_voids[k], raw_q[k])),
     ]  # fmt: skip
     probe = e.voids(1)[0]
-    why = _model_available(c, e.name, e.request(probe, e.query(probe)[:16]))
-    url = f"/v1/models/{e.name}/predict"
+    why = _model_available(c, e, e.request(probe, e.query(probe)[:16]))
+    url = e.predict_url
     if why is None:
         bodies = [http.body(e.request(v, q)) for v, q in zip(http_voids, http_q, strict=True)]
         modes.append(_geo_http_mode(c, "elasticity/http_new_geometry", f"HTTP JSON, new void, "

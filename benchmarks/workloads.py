@@ -120,8 +120,24 @@ def naca_codes(domain: dict[str, Any], seed: int = 0) -> list[str]:
     return codes
 
 
+class PinnedVersion:
+    """A model version the benchmarks time: requests go to it, which may not be the promoted
+    one, so that HTTP rows and raw rows time the same graphs."""
+
+    version_dir: Path
+    manifest: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["name"])
+
+    @property
+    def predict_url(self) -> str:
+        return f"/v1/models/{self.name}/versions/{self.version_dir.name}/predict"
+
+
 @dataclass
-class AirfoilWorkload:
+class AirfoilWorkload(PinnedVersion):
     """Requests for one enf2enf geometry model: distinct NACA codes and query sets."""
 
     version_dir: Path
@@ -138,15 +154,6 @@ class AirfoilWorkload:
         self.conditions = {"aoa_deg": 4.0, "speed": 1.0}
         self.rng = np.random.default_rng(self.seed)
         self._codes = naca_codes(domain, self.seed)
-
-    @property
-    def name(self) -> str:
-        return str(self.manifest["name"])
-
-    @property
-    def predict_url(self) -> str:
-        """Pinned to this version: the raw rows time it, and it may not be promoted yet."""
-        return f"/v1/models/{self.name}/versions/{self.version_dir.name}/predict"
 
     def codes(self) -> Iterator[str]:
         """Distinct codes (then again from the start, should a run ask for more than exist)."""
@@ -172,7 +179,7 @@ ELASTICITY_TASK = "geometry-fields"
 
 
 @dataclass
-class ElasticityWorkload:
+class ElasticityWorkload(PinnedVersion):
     """Requests for one elasticity enf2enf (task geometry-fields): new voids from the void
     generator the dataset uses (training.elasticity.voids) on a seeded stream of their own, so
     never a training or test sample; one load in the trained range; and as query points the
@@ -198,10 +205,6 @@ class ElasticityWorkload:
         self.load = 0.5 * (float(trained[0]) + float(trained[1]))
         self.conditions = {"load": self.load}
         self.rng = np.random.default_rng([self.cfg.seed, ELASTICITY_STREAM, self.seed])
-
-    @property
-    def name(self) -> str:
-        return str(self.manifest["name"])
 
     def voids(self, n: int) -> list[F64]:
         """n new voids: (n_void_points, 2) counter-clockwise, first point not repeated."""

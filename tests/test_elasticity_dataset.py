@@ -52,7 +52,7 @@ def test_shipped_config_loads() -> None:
     raw = load_yaml(ROOT / "configs" / "elasticity-enf2enf.yaml")
     assert raw["family"] == "enf2enf" and raw["problem"] == "elasticity"
     cfg = from_dict(ds.DatasetConfig, raw["dataset"], "dataset")
-    assert (cfg.n_train, cfg.n_val, cfg.n_test) == (1000, 100, 200)
+    assert (cfg.n_train, cfg.n_val, cfg.n_test) == (2000, 100, 200)
     assert cfg.fingerprint() == ds.DatasetConfig(name=cfg.name).fingerprint()
 
 

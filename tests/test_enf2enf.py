@@ -16,14 +16,16 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import TinyGeometry, tiny_airfoil_config
+from conftest import TinyGeometry, tiny_airfoil_config, tiny_elasticity_config
 
 from geometry.airfoils import BOX, naca4
+from geometry.polylines import signed_distance
 from training.cli import main
-from training.common.config import from_dict
+from training.common.config import ConfigError, from_dict
 from training.common.files import sha256_file
+from training.enf2enf.mirror import Mirror
 from training.enf2enf.model import EquivariantCrossAttention
-from training.enf2enf.train import TrainConfig, load_model, train
+from training.enf2enf.train import Tensors, TrainConfig, load_model, train
 from training.geometry_data.format import Split, load_split
 
 
@@ -227,6 +229,63 @@ def test_resumed_training_equals_uninterrupted(
     b, _ = load_model(tmp_path / "resumed")
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         torch.testing.assert_close(pa, pb, rtol=0, atol=0, msg=name)
+
+
+def test_mirror_reflects_the_geometry_and_flips_the_named_fields(
+    tiny_elasticity: TinyGeometry,
+) -> None:
+    split = _split(tiny_elasticity, "train")
+    data = Tensors.of(split, torch.device("cpu"))
+    mirror = Mirror.of(0, 0.5, ["ux"], split.schema)
+    assert mirror is not None
+    both = data.with_mirror(mirror)
+    sign = torch.tensor([1.0, -1.0, 1.0])  # von_mises, ux, uy
+    s = len(data.sdf)
+    assert both.points.shape[0] == both.enc_points.shape[0] == 2 * s
+    torch.testing.assert_close(both.points[s:, :, 0], 1.0 - data.points[..., 0])
+    torch.testing.assert_close(both.fields[s:], data.fields * sign)
+    torch.testing.assert_close(both.conditions[s:], data.conditions)
+    # The stored SDF is kept: it must be the reflected void's SDF at the reflected points.
+    void = split.polylines(0)[0] * np.array([-1.0, 1.0]) + np.array([1.0, 0.0])
+    n = int(split.n_points[0])
+    mirrored = both.points[s, :n].numpy().astype(np.float64)
+    np.testing.assert_allclose(
+        signed_distance(mirrored, [void[::-1]]), both.sdf[s, :n].numpy(), atol=1e-5
+    )
+
+
+def test_training_from_another_runs_encoder(tiny_elasticity: TinyGeometry, tmp_path: Path) -> None:
+    cfg = tiny_elasticity_config()
+    tc = from_dict(
+        TrainConfig,
+        {
+            **cfg["train"],  # the baseline too: it trains on the mirrored set as well
+            "encoder_from": str(tiny_elasticity.run),
+            "mirror_axis": 0,
+            "mirror_about": 0.5,
+            "mirror_negate": ["ux"],
+        },
+    )
+    state = train(tmp_path / "run", tiny_elasticity.data, cfg["model"], tc, progress=False)
+    assert state.step == tc.steps
+    assert {h["stage"] for h in state.history} == {"decoder"}  # stage 1 was skipped
+    assert (tmp_path / "run" / "baseline_deeponet.pt").exists()
+    ours, _ = load_model(tmp_path / "run")
+    theirs, source = load_model(tiny_elasticity.run)
+    assert state.commands == source["state"]["commands"]  # the encoder's run made this model too
+    for name in ("c0", "alpha", "sdf_lo", "box_hi"):
+        torch.testing.assert_close(ours.state_dict()[name], theirs.state_dict()[name])
+    with pytest.raises(ConfigError, match="latent_dim 4 there, 8 here"):
+        train(
+            tmp_path / "other",
+            tiny_elasticity.data,
+            {**cfg["model"], "latent_dim": 8},
+            tc,
+            progress=False,
+        )
+    bad = from_dict(TrainConfig, {**cfg["train"], "mirror_axis": 0, "mirror_negate": ["uz"]})
+    with pytest.raises(ConfigError, match="uz"):
+        train(tmp_path / "bad", tiny_elasticity.data, cfg["model"], bad, progress=False)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -81,7 +81,7 @@ Range = tuple[float, float]
 @dataclass
 class DatasetConfig:
     name: str
-    n_train: int = 1000
+    n_train: int = 2000
     n_val: int = 100
     n_test: int = 200
     # the void: r(theta) = r0 + dr / (1 + exp(g(theta))), g a periodic GRF (see voids.py)

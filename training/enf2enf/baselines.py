@@ -47,6 +47,7 @@ from geometry.polylines import signed_distance
 from training.common.config import from_dict, to_dict
 from training.common.files import atomic_path
 from training.enf2enf.metrics import rel_l2_fields, valid_mask
+from training.enf2enf.mirror import Mirror
 from training.geometry_data.format import Split
 
 OPSET = 17
@@ -414,10 +415,12 @@ def train_geometry_deeponet(
     steps: int,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    mirror: Mirror | None = None,
 ) -> GeometryDeepONet:
     """Adam on z-scored MSE, `batch_samples` geometries x `batch_points` random points of each
     per step; validated every `val_every` steps and returned with its best validation weights
-    (mean rel_l2 over the fields), in eval mode on `device`."""
+    (mean rel_l2 over the fields), in eval mode on `device`. With a `mirror`, the training
+    samples enter reflected too (as for enf2enf)."""
     dev = torch.device(device)
     names = train.schema.field_names
     sensors = sensor_grid((cfg.sensor_nx, cfg.sensor_ny), train.box)
@@ -436,6 +439,14 @@ def train_geometry_deeponet(
     d_all = _tensor(train.sdf, dev)  # (S, N)
     f_all = _tensor(train.fields, dev)  # (S, N, F)
     counts = torch.as_tensor(train.n_points, dtype=torch.long, device=dev)  # (S,)
+    if mirror is not None:
+        # A reflected geometry's SDF at a sensor is the geometry's own at the reflected sensor.
+        s_all = torch.cat([s_all, _tensor(sensor_sdf(train, mirror.reflect(sensors)), dev)])
+        c_all = torch.cat([c_all, c_all * torch.tensor(mirror.condition_sign, device=dev)])
+        x_all = torch.cat([x_all, mirror.reflect(x_all)])  # (2S, N, 2)
+        d_all = torch.cat([d_all, d_all])
+        f_all = torch.cat([f_all, f_all * torch.tensor(mirror.field_sign, device=dev)])
+        counts = torch.cat([counts, counts])
     n_samples, n_points = d_all.shape
     z_all = model.normalise_targets(f_all)  # (S, N, F)
     b, m = min(cfg.batch_samples, n_samples), min(cfg.batch_points, n_points)

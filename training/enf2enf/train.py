@@ -38,6 +38,7 @@ from tqdm import tqdm
 from training.common.config import ConfigError, from_dict, to_dict
 from training.common.files import atomic_path
 from training.enf2enf.metrics import rel_l2_fields, valid_mask
+from training.enf2enf.mirror import Mirror
 from training.enf2enf.model import Enf2Enf, Enf2EnfConfig
 from training.geometry_data.format import Split, load_split
 
@@ -66,6 +67,15 @@ class TrainConfig:
     grad_clip: float = 1.0  # global-norm clipping
     val_every: int = 1000
     checkpoint_every: int = 1000
+    # Start from another run's trained encoder (same encoder settings), skipping stage 1 here.
+    encoder_from: str = ""
+    # Mirror augmentation: every training sample also enters reflected about the line
+    # x[mirror_axis] = mirror_about, with the fields and conditions named in mirror_negate
+    # changing sign. Only for a symmetry the problem has: the elasticity cell is symmetric under
+    # x -> 1 - x with ux -> -ux (its void distribution is too). -1 = off.
+    mirror_axis: int = -1
+    mirror_about: float = 0.0
+    mirror_negate: list[str] = field(default_factory=list)
     # Geometry DeepONet baseline (training.enf2enf.baselines), trained after stage 2.
     baseline_steps: int = 4000  # 0 = no baseline
     baseline: dict[str, Any] = field(default_factory=dict)  # GeometryDeepONetConfig fields
@@ -78,6 +88,8 @@ class TrainConfig:
         for name in ("encoder_batch", "batch_samples", "batch_points", "val_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.mirror_axis not in (-1, 0, 1):
+            raise ValueError(f"mirror_axis must be -1 (off), 0 (x) or 1 (y): {self.mirror_axis}")
 
 
 @dataclass
@@ -303,6 +315,21 @@ class Tensors:
         u = torch.rand((len(rows), m), generator=gen, device=gen.device)
         return (u * self.counts[rows, None]).long().clamp_max(self.points.shape[1] - 1)
 
+    def with_mirror(self, mirror: Mirror) -> Tensors:
+        """These samples followed by their reflections (the SDF does not change)."""
+        dev = self.fields.device
+        field_sign = torch.tensor(mirror.field_sign, device=dev)  # (F,)
+        cond_sign = torch.tensor(mirror.condition_sign, device=dev)  # (K,)
+        return Tensors(
+            torch.cat([self.enc_points, mirror.reflect(self.enc_points)]),  # (2S, M, 2)
+            torch.cat([self.enc_sdf, self.enc_sdf]),
+            torch.cat([self.points, mirror.reflect(self.points)]),  # (2S, N, 2)
+            torch.cat([self.sdf, self.sdf]),
+            torch.cat([self.fields, self.fields * field_sign]),  # (2S, N, F)
+            torch.cat([self.conditions, self.conditions * cond_sign]),  # (2S, K)
+            torch.cat([self.counts, self.counts]),
+        )
+
     @classmethod
     def of(cls, split: Split, dev: torch.device) -> Tensors:
         def t(x: np.ndarray) -> torch.Tensor:
@@ -439,12 +466,24 @@ def train(
     else:
         model = Enf2Enf(model_config(model_cfg, train_split))
         fit_normalisation(model, train_split)
+        if train_cfg.encoder_from:
+            # The encoder's own commands first: together they are what made this model.
+            state.commands = take_encoder(model, train_cfg.encoder_from)
+            state.step = min(train_cfg.encoder_steps, train_cfg.steps)
         model = model.to(dev)
     model.train()
     if command:
         state.commands.append(command)
 
     tr, va = Tensors.of(train_split, dev), Tensors.of(val_split, dev)
+    mirror = Mirror.of(
+        train_cfg.mirror_axis,
+        train_cfg.mirror_about,
+        train_cfg.mirror_negate,
+        train_split.schema,
+    )
+    if mirror is not None:
+        tr = tr.with_mirror(mirror)
     # Batches come from one generator whose state is checkpointed: a resumed run draws exactly
     # the batches the uninterrupted run would have drawn.
     gen = torch.Generator(device=dev).manual_seed(train_cfg.seed)
@@ -542,7 +581,7 @@ def train(
             log.warning("no time left for the geometry DeepONet baseline: resume to train it")
         elif ckpt_path.exists():
             baseline_start = time.monotonic()
-            _train_baseline(run_dir, train_split, val_split, train_cfg, dev, progress)
+            _train_baseline(run_dir, train_split, val_split, train_cfg, dev, progress, mirror)
             # Record its time in the checkpoint without touching anything else there.
             saved = torch.load(ckpt_path, map_location="cpu", weights_only=False)
             state.baseline_seconds = saved["state"]["baseline_seconds"] = (
@@ -552,6 +591,35 @@ def train(
                 torch.save(saved, tmp)
     _write_outputs(run_dir, model, state, val_split, va)
     return state
+
+
+# What the encoder computes with: its parameters, its fixed Fourier features and latent
+# positions, and the box and SDF scaling of its inputs.
+_ENCODER_STATE = ("c0", "alpha", "sdf_field.", "positions", "box_lo", "box_hi", "sdf_lo", "sdf_hi")
+_ENCODER_CONFIG = (
+    "latent_grid", "latent_dim", "latent_bbox", "window_sigma", "rff_seed", "enc_hidden",
+    "enc_heads", "enc_rff_scale", "inner_steps",
+)  # fmt: skip
+
+
+def take_encoder(model: Enf2Enf, run_dir: str | Path) -> list[str]:
+    """Copy another run's trained encoder into `model` (train.encoder_from); returns the
+    commands that trained it."""
+    source, ckpt = load_model(run_dir)
+    done = ckpt["state"]["step"] >= ckpt["train_config"]["encoder_steps"]
+    if ckpt["stage"] == ENCODER and not done:
+        raise ConfigError(f"train.encoder_from: {run_dir} has not finished its encoder stage")
+    theirs, ours = to_dict(source.cfg), to_dict(model.cfg)
+    differ = [k for k in _ENCODER_CONFIG if theirs[k] != ours[k]]
+    if differ:
+        raise ConfigError(
+            f"train.encoder_from: {run_dir} has another encoder ("
+            + ", ".join(f"model.{k} {theirs[k]} there, {ours[k]} here" for k in differ)
+            + ")"
+        )
+    state = {k: v for k, v in source.state_dict().items() if k.startswith(_ENCODER_STATE)}
+    model.load_state_dict(state, strict=False)
+    return list(ckpt["state"]["commands"])
 
 
 def _enter_decoder_stage(
@@ -575,6 +643,7 @@ def _train_baseline(
     cfg: TrainConfig,
     dev: torch.device,
     progress: bool,
+    mirror: Mirror | None,
 ) -> None:
     from training.enf2enf.baselines import (
         GeometryDeepONetConfig,
@@ -584,7 +653,7 @@ def _train_baseline(
 
     base_cfg = from_dict(GeometryDeepONetConfig, {"seed": cfg.seed, **cfg.baseline}, "baseline")
     module = train_geometry_deeponet(
-        train_split, val_split, base_cfg, cfg.baseline_steps, dev, progress
+        train_split, val_split, base_cfg, cfg.baseline_steps, dev, progress, mirror
     )
     save_geometry_deeponet(module, run_dir / BASELINE)
 
