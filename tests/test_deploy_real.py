@@ -116,7 +116,11 @@ def workdir() -> Iterator[Path]:
         pytest.fail(
             "the real deployment test starts dockerd and installs Debian packages: run as root"
         )
-    path = Path(tempfile.mkdtemp(prefix="fsdeploy-", dir=os.environ.get("FIELDSERVE_DEPLOY_TMP")))
+    # Letters and digits only: the engine's namespace is named after this folder and refuses
+    # mkdtemp's random part when it puts "_" beside "-" or at the end ("fsdeploy-_sohrfe_").
+    base = Path(os.environ.get("FIELDSERVE_DEPLOY_TMP") or tempfile.gettempdir())
+    path = base / f"fsdeploy{uuid.uuid4().hex[:8]}"
+    path.mkdir(mode=0o700)
     try:
         yield path
     finally:
