@@ -20,7 +20,7 @@ from benchmarks.modes import Mode
 from benchmarks.raw import RawEnf2Enf
 from benchmarks.stats import ratio
 from benchmarks.workloads import ELASTICITY_TASK, ElasticityWorkload, PinnedVersion
-from geometry import encoder_points, signed_distance
+from geometry import encoder_points, signed_distance, surface_features
 
 Case = dict[str, Any]
 F64 = np.ndarray
@@ -626,15 +626,19 @@ def _g_panel(ctx: Context, c: http.LeanClient, case: Case, reps: int, warm: int)
 
 def _raw_elastic_field(raw: RawEnf2Enf, e: ElasticityWorkload, void: F64, query: F64) -> Any:
     """[von_mises, ux, uy] (N, 3) from the graphs in-process, composed as the manifest says:
-    encoder points + encoder, then the decoder on the query points and their SDF."""
+    encoder points + encoder, then the decoder on the query points, their SDF and (where the
+    decoder takes it) the surface's shape at their nearest surface points."""
     polys = e.polylines(void)
+    local = surface_features(query, polys).astype(np.float32)  # (N, 4): sdf, shape
     feeds = {
         "latents": raw.encode(polys),
         "conditions": np.asarray([e.load], dtype=np.float32),
         "points": query.astype(np.float32),
-        "sdf": signed_distance(query, polys).astype(np.float32),
+        "sdf": local[:, 0],
+        "shape": local[:, 1:],
     }
-    return raw.decoder.run(None, feeds)[0]
+    names = {i.name for i in raw.decoder.get_inputs()}
+    return raw.decoder.run(None, {k: v for k, v in feeds.items() if k in names})[0]
 
 
 def _g_elasticity(ctx: Context, c: http.LeanClient, case: Case, reps: int, warm: int) -> None:

@@ -10,6 +10,7 @@ from geometry.polylines import (
     field_points,
     inside,
     signed_distance,
+    surface_features,
 )
 from geometry.rooms import Box, Room
 from geometry.scenes import AirRegion, Furniture, Scene, scene_from_spec
@@ -33,5 +34,6 @@ __all__ = [
     "parse_naca",
     "scene_from_spec",
     "signed_distance",
+    "surface_features",
     "two_element",
 ]

@@ -154,7 +154,7 @@ class _Surface:
     point is a vertex), and bounding circles over runs of _GROUP consecutive segments."""
 
     def __init__(self, polylines: Sequence[ArrayLike]) -> None:
-        starts, ends, normals, prev, nxt = [], [], [], [], []
+        starts, ends, normals, prev, nxt, turning = [], [], [], [], [], []
         members: list[NDArray[np.intp]] = []
         offset = 0
         for body in _bodies(polylines):
@@ -165,7 +165,9 @@ class _Surface:
             idx = offset + np.arange(k)
             starts.append(a)
             ends.append(b)
-            normals.append(_outward_normals(b - a, np.sign(polygon_area(body))))
+            orientation = np.sign(polygon_area(body))
+            normals.append(_outward_normals(b - a, orientation))
+            turning.append(np.full(k, orientation))  # outward normals turn this way if convex
             prev.append(np.roll(idx, 1))
             nxt.append(np.roll(idx, -1))
             for g in range(0, k, _GROUP):  # padded with the run's last segment (harmless)
@@ -178,6 +180,16 @@ class _Surface:
         normal = np.concatenate(normals)
         p, q = np.concatenate(prev), np.concatenate(nxt)
         self.normal, self.at_a, self.at_b = normal, normal + normal[p], normal + normal[q]
+        self.next = q
+        # Curvature at each segment's start vertex: the turn from the previous segment's
+        # outward normal to this one's (positive where the body is convex), over half their
+        # lengths.
+        turn = np.concatenate(turning) * np.arctan2(
+            normal[p, 0] * normal[:, 1] - normal[p, 1] * normal[:, 0],
+            np.sum(normal[p] * normal, axis=1),
+        )
+        length = np.sqrt(np.sum(self.ab * self.ab, axis=1))
+        self.curvature = turn / (0.5 * (length[p] + length))  # (K,)
         self.members = np.stack(members)  # (G, _GROUP) segment indices
         run_a = self.a[self.members]  # (G, _GROUP, 2)
         ends_of = np.concatenate([run_a, run_a + self.ab[self.members]], axis=1)
@@ -209,23 +221,21 @@ class _Surface:
         return w, rel, np.sqrt(np.sum(rel * rel, axis=1))
 
 
-def signed_distance(points: ArrayLike, polylines: Sequence[ArrayLike]) -> Array:
-    """Distance (N,) to the nearest body surface: positive in the fluid, negative inside.
+def _nearest_surface(pts: Array, surf: _Surface) -> tuple[NDArray[np.intp], Array, Array, Array]:
+    """For points (N, 2): the nearest segment (N,), its projection parameter w (N,), p - q
+    (N, 2) and |p - q| (N,), q the nearest surface point.
 
     Without visiting every segment for every point: each point searches the segments of the
     _NEAREST_GROUPS bounding circles nearest to it, and only where the next circle's lower
     bound |p - c| - r is not beyond the distance found does it search them all. The search is
     in float32; the distance to the segment it finds is then taken in float64 (the same as a
     search over every segment, but where two segments are within float32 rounding of each
-    other). The sign is that of (p - q) . n, with q the nearest surface point and n the outward
-    normal there (the sum of the two adjacent normals at a vertex), which for closed bodies
-    that do not overlap agrees with an even-odd inside test.
+    other).
     """
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    surf = _Surface(polylines)
     n_groups = len(surf.members)
     k = min(_NEAREST_GROUPS, n_groups)
-    out = np.empty(len(pts))
+    seg_out = np.empty(len(pts), dtype=np.intp)
+    w_out, dist_out, rel_out = np.empty(len(pts)), np.empty(len(pts)), np.empty((len(pts), 2))
     m = k * _GROUP  # candidate segments per point
     step = _block(m + n_groups)
     for s in range(0, len(pts), step):
@@ -252,13 +262,54 @@ def signed_distance(points: ArrayLike, polylines: Sequence[ArrayLike]) -> Array:
             if unsure.size:  # a circle not searched may hold a nearer segment
                 seg[unsure] = surf.nearest(p32[unsure], surf.table)
                 w[unsure], rel[unsure], dist[unsure] = surf.exact(p[unsure], seg[unsure])
-        normal = np.where(
-            (w <= 0.0)[:, None],
-            surf.at_a[seg],
-            np.where((w >= 1.0)[:, None], surf.at_b[seg], surf.normal[seg]),
-        )  # (n, 2)
-        out[s : s + step] = np.where(np.sum(rel * normal, axis=1) < 0.0, -dist, dist)
-    return out
+        seg_out[s : s + step], w_out[s : s + step] = seg, w
+        rel_out[s : s + step], dist_out[s : s + step] = rel, dist
+    return seg_out, w_out, rel_out, dist_out
+
+
+def _surface_normal(surf: _Surface, seg: NDArray[np.intp], w: Array) -> Array:
+    """Outward normal (N, 2), not unit at vertices, at each nearest point: the segment's, or the
+    sum of the two adjacent ones where the nearest point is a vertex."""
+    return np.where(
+        (w <= 0.0)[:, None],
+        surf.at_a[seg],
+        np.where((w >= 1.0)[:, None], surf.at_b[seg], surf.normal[seg]),
+    )
+
+
+def signed_distance(points: ArrayLike, polylines: Sequence[ArrayLike]) -> Array:
+    """Distance (N,) to the nearest body surface: positive in the domain, negative inside.
+
+    The sign is that of (p - q) . n, with q the nearest surface point and n the outward
+    normal there (the sum of the two adjacent normals at a vertex), which for closed bodies
+    that do not overlap agrees with an even-odd inside test.
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    surf = _Surface(polylines)
+    seg, w, rel, dist = _nearest_surface(pts, surf)
+    normal = _surface_normal(surf, seg, w)
+    return np.where(np.sum(rel * normal, axis=1) < 0.0, -dist, dist)
+
+
+def surface_features(points: ArrayLike, polylines: Sequence[ArrayLike]) -> Array:
+    """(N, 4): signed distance, and at the nearest surface point the boundary's curvature
+    (1 / length, positive where the body is convex: 1 / R on a circle of radius R) and unit
+    outward normal (x, y): the segment's, or at a vertex the mean of its two segments'.
+
+    The local shape a field depends on most near a body (a stress concentration follows the
+    curvature), exactly, for a model that would otherwise know it only through its latents.
+    The curvature at a vertex is the turning angle over half the two adjacent segments'
+    lengths (exact on a regular polygon inscribed in a circle), interpolated along each
+    segment.
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    surf = _Surface(polylines)
+    seg, w, rel, dist = _nearest_surface(pts, surf)
+    normal = _surface_normal(surf, seg, w)
+    sdf = np.where(np.sum(rel * normal, axis=1) < 0.0, -dist, dist)
+    normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+    curvature = (1.0 - w) * surf.curvature[seg] + w * surf.curvature[surf.next[seg]]
+    return np.column_stack([sdf, curvature, normal])
 
 
 def polylines_intersect(p: Array, q: Array) -> bool:

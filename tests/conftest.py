@@ -158,7 +158,12 @@ def tiny_elasticity_config() -> dict[str, Any]:
             "n_encoder": 64,
             "seed": 5,
         },
-        "model": {**TINY_ENF2ENF, "latent_bbox": [-0.6, 0.6, -0.6, 0.6], "field_scale": [0, 0, 0]},
+        "model": {
+            **TINY_ENF2ENF,
+            "latent_bbox": [-0.6, 0.6, -0.6, 0.6],
+            "field_scale": [0, 0, 0],
+            "surface_shape": True,  # as the shipped model: the decoder takes the shape
+        },
         "train": tiny_geometry_train(sensor_ny=4),
     }
 

@@ -17,7 +17,7 @@ from geometry.airfoils import (
     signed_distance,
     two_element,
 )
-from geometry.polylines import unsigned_distance
+from geometry.polylines import surface_features, unsigned_distance
 
 
 def _circle(
@@ -166,6 +166,34 @@ def test_signed_distance_equals_the_search_over_every_segment(
     got = signed_distance(pts, bodies)
     np.testing.assert_allclose(got, reference, rtol=0, atol=2e-7 * scale)
     np.testing.assert_array_equal(got < 0, reference < 0)
+
+
+@pytest.mark.parametrize("orientation", [1, -1], ids=["ccw", "cw"])
+def test_surface_features_curvature_and_normal(orientation: int) -> None:
+    # An ellipse x = a cos t, y = b sin t: curvature a / b^2 at the ends of the major axis and
+    # b / a^2 at the ends of the minor one, 1 / r on a circle, either orientation; the normal
+    # is the radial direction on a circle to within half a segment's turn; the first column
+    # is the signed distance itself.
+    a, b, centre = 0.3, 0.15, np.array([0.5, 0.5])
+    t = np.linspace(0.0, 2.0 * np.pi, 513)[:-1]
+    ellipse = (centre + np.stack([a * np.cos(t), b * np.sin(t)], axis=1))[::orientation]
+    ends = centre + np.array([[a + 0.05, 0.0], [-a - 0.02, 0.0], [0.0, b + 0.1], [0.0, -b - 0.03]])
+    f = surface_features(ends, [ellipse])
+    np.testing.assert_allclose(f[:, 1], [a / b**2] * 2 + [b / a**2] * 2, rtol=2e-3)
+    np.testing.assert_allclose(f[:, 2:], [[1, 0], [-1, 0], [0, 1], [0, -1]], atol=1e-6)
+    n = 512
+    circle = _circle(0.2, (0.4, 0.6), n)[::orientation]
+    rng = np.random.default_rng(2)
+    pts = rng.uniform([0.0, 0.0], [1.0, 1.0], size=(3000, 2))
+    radial = pts - (0.4, 0.6)
+    radius = np.linalg.norm(radial, axis=1)
+    pts, radial = pts[radius > 0.05], (radial / radius[:, None])[radius > 0.05]
+    f = surface_features(pts, [circle])
+    np.testing.assert_array_equal(f[:, 0], signed_distance(pts, [circle]))
+    np.testing.assert_allclose(f[:, 1], 5.0, rtol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(f[:, 2:], axis=1), 1.0, rtol=1e-12)
+    angle = np.arccos(np.clip(np.sum(f[:, 2:] * radial, axis=1), -1.0, 1.0))
+    assert angle.max() <= np.pi / n + 1e-9
 
 
 def test_signed_distance_sign_matches_independent_inside_test() -> None:

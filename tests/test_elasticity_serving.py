@@ -30,7 +30,7 @@ from app.families.geometry_domain import geometry_id
 from app.main import create_app
 from app.settings import Settings
 from geometry.grids import grid_points
-from geometry.polylines import encoder_points, signed_distance
+from geometry.polylines import encoder_points, signed_distance, surface_features
 from tests.helpers_serving import Samples, live_server, metric, parse_metrics
 
 pytest_plugins = ["tests.fixtures_redis"]
@@ -669,16 +669,21 @@ def real_by_hand(version_dir: Path, polyline: np.ndarray, cond: list[float], poi
     pts, sdf = encoder_points([polyline], d["n_encoder"], d["box"], seed=d["encoder_seed"])
     latents = enc.run(None, {"points": pts.astype(np.float32), "sdf": sdf.astype(np.float32)})[0]
     q = np.asarray(points, np.float64)
-    out: np.ndarray = dec.run(
-        None,
-        {
-            "latents": latents,
-            "conditions": np.asarray(cond, np.float32),
-            "points": q.astype(np.float32),
-            "sdf": signed_distance(q, [polyline]).astype(np.float32),
-        },
-    )[0]
+    feeds = {
+        "latents": latents,
+        "conditions": np.asarray(cond, np.float32),
+        **per_point_feeds(dec, q, polyline),
+    }
+    out: np.ndarray = dec.run(None, feeds)[0]
     return out
+
+
+def per_point_feeds(dec: Any, q: np.ndarray, polyline: np.ndarray) -> dict[str, np.ndarray]:
+    """points, sdf and, where the decoder takes it, the surface shape at each point."""
+    f = surface_features(q, [polyline]).astype(np.float32)
+    feeds = {"points": q.astype(np.float32), "sdf": f[:, 0], "shape": f[:, 1:]}
+    names = [i.name for i in dec.get_inputs()]
+    return {k: v for k, v in feeds.items() if k in names}
 
 
 def test_the_real_model_answers_as_its_graphs(real: TestClient, tiny: Any) -> None:
@@ -737,19 +742,27 @@ def test_the_real_model_end_to_end_on_v2(real: TestClient, tiny: Any) -> None:
     polyline = real_void(d)
     points = cell_points(polyline, 9, seed=12)
     enc_pts, enc_sdf = encoder_points([polyline], d["n_encoder"], d["box"], seed=d["encoder_seed"])
+    import onnxruntime as ort
+
+    dec = ort.InferenceSession(
+        str(tiny.version_dir / "decoder.onnx"), providers=["CPUExecutionProvider"]
+    )
+    assert "shape" in [i.name for i in dec.get_inputs()]  # the tiny model takes the shape
     feeds = {
         "encoder_points": enc_pts.astype(np.float32),
         "encoder_sdf": enc_sdf.astype(np.float32),
         "conditions": np.asarray(cond, np.float32),
-        "points": points.astype(np.float32),
-        "sdf": signed_distance(points, [polyline]).astype(np.float32),
+        **per_point_feeds(dec, points, polyline),
     }
-    r = real.post(
-        f"/v2/models/{tiny.name}/infer",
-        json={"inputs": [_tensor_json(k, v) for k, v in feeds.items()]},
-    )
+    url = f"/v2/models/{tiny.name}/infer"
+    r = real.post(url, json={"inputs": [_tensor_json(k, v) for k, v in feeds.items()]})
     assert r.status_code == 200, r.text
     (out,) = r.json()["outputs"]
     got = np.asarray(out["data"], np.float64).reshape(out["shape"])
     want = real_by_hand(tiny.version_dir, polyline, cond, points)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    # A per-point input one row short of the points is refused, naming it.
+    for name in ("sdf", "shape"):
+        short = {**feeds, name: feeds[name][:-1]}
+        r = real.post(url, json={"inputs": [_tensor_json(k, v) for k, v in short.items()]})
+        assert r.status_code == 422 and r.json()["field"] == f"inputs.{name}", r.text

@@ -19,7 +19,7 @@ import torch
 from conftest import TinyGeometry, tiny_airfoil_config, tiny_elasticity_config
 
 from geometry.airfoils import BOX, naca4
-from geometry.polylines import signed_distance
+from geometry.polylines import signed_distance, surface_features
 from training.cli import main
 from training.common.config import ConfigError, from_dict
 from training.common.files import sha256_file
@@ -76,9 +76,15 @@ def test_encoder_onnx_matches_torch(tiny_airfoil: TinyGeometry) -> None:
 
 
 @pytest.mark.parametrize("n_points", [5, 1500])
-def test_decoder_onnx_matches_torch(tiny_airfoil: TinyGeometry, n_points: int) -> None:
-    model, _ = load_model(tiny_airfoil.run)
-    test = _split(tiny_airfoil, "test")
+@pytest.mark.parametrize(
+    "tiny", ["tiny_airfoil", "tiny_elasticity"], ids=["plain", "surface-shape"]
+)
+def test_decoder_onnx_matches_torch(
+    tiny: str, n_points: int, request: pytest.FixtureRequest
+) -> None:
+    t: TinyGeometry = request.getfixturevalue(tiny)
+    model, _ = load_model(t.run)
+    test = _split(t, "test")
     latents = model.encode(
         torch.from_numpy(test.encoder_points[:1]), torch.from_numpy(test.encoder_sdf[:1])
     )
@@ -87,15 +93,31 @@ def test_decoder_onnx_matches_torch(tiny_airfoil: TinyGeometry, n_points: int) -
     pts = test.dense_points[0, :n_points]
     sdf = test.dense_sdf[0, :n_points]
     cond = test.conditions[0]
-    session = ort.InferenceSession(str(tiny_airfoil.version_dir / "decoder.onnx"))
-    got = session.run(None, {"latents": latents_np, "conditions": cond, "points": pts, "sdf": sdf})
+    feeds = {"latents": latents_np, "conditions": cond, "points": pts, "sdf": sdf}
+    shape = None
+    if model.cfg.surface_shape:
+        local = surface_features(pts, test.polylines(0))[:, 1:].astype(np.float32)
+        feeds["shape"], shape = local, torch.from_numpy(local)[None]
+    session = ort.InferenceSession(str(t.version_dir / "decoder.onnx"))
+    assert [i.name for i in session.get_inputs()] == list(feeds)
+    got = session.run(None, feeds)
     with torch.no_grad():
         want = model.decode(
             latents.detach(),
             torch.from_numpy(cond)[None],
             torch.from_numpy(pts)[None],
             torch.from_numpy(sdf)[None],
+            shape,
         )[0].numpy()
+        if shape is not None:  # the shape is used, not ignored
+            other = model.decode(
+                latents.detach(),
+                torch.from_numpy(cond)[None],
+                torch.from_numpy(pts)[None],
+                torch.from_numpy(sdf)[None],
+                shape * torch.tensor([2.0, -1.0, -1.0]),
+            )[0].numpy()
+            assert np.abs(other - want).max() > 1e-4 * np.abs(want).max()
     assert got[0].shape == (len(pts), 3)
     assert np.abs(got[0] - want).max() < 1e-5 * max(1.0, float(np.abs(want).max()))
 
@@ -187,13 +209,18 @@ def test_manifest_metrics_equal_evaluate(
     _assert_close(printed, manifest["metrics"])
 
 
-def test_run_dir_evaluates_like_the_export(tiny_airfoil: TinyGeometry) -> None:
+@pytest.mark.parametrize(
+    "tiny", ["tiny_airfoil", "tiny_elasticity"], ids=["plain", "surface-shape"]
+)
+def test_run_dir_evaluates_like_the_export(tiny: str, request: pytest.FixtureRequest) -> None:
     from training.enf2enf.evaluate import evaluate_model_dir
 
-    torch_metrics = evaluate_model_dir(tiny_airfoil.run, tiny_airfoil.data)
-    manifest = json.loads((tiny_airfoil.version_dir / "manifest.json").read_text())
+    t: TinyGeometry = request.getfixturevalue(tiny)
+    torch_metrics = evaluate_model_dir(t.run, t.data)
+    manifest = json.loads((t.version_dir / "manifest.json").read_text())
     for key in ("rel_l2", "rel_l2_multi"):
-        assert torch_metrics[key] == pytest.approx(manifest["metrics"][key], rel=1e-4)
+        if key in manifest["metrics"]:
+            assert torch_metrics[key] == pytest.approx(manifest["metrics"][key], rel=1e-4)
 
 
 def test_evaluate_regenerates_missing_test_data(tiny_airfoil: TinyGeometry, tmp_path: Path) -> None:
@@ -235,7 +262,7 @@ def test_mirror_reflects_the_geometry_and_flips_the_named_fields(
     tiny_elasticity: TinyGeometry,
 ) -> None:
     split = _split(tiny_elasticity, "train")
-    data = Tensors.of(split, torch.device("cpu"))
+    data = Tensors.of(split, torch.device("cpu"), with_shape=True)
     mirror = Mirror.of(0, 0.5, ["ux"], split.schema)
     assert mirror is not None
     both = data.with_mirror(mirror)
@@ -251,6 +278,14 @@ def test_mirror_reflects_the_geometry_and_flips_the_named_fields(
     mirrored = both.points[s, :n].numpy().astype(np.float64)
     np.testing.assert_allclose(
         signed_distance(mirrored, [void[::-1]]), both.sdf[s, :n].numpy(), atol=1e-5
+    )
+    # So must the surface shape: the curvature kept, the normal reflected.
+    assert both.shape is not None
+    np.testing.assert_allclose(
+        surface_features(mirrored, [void[::-1]])[:, 1:],
+        both.shape[s, :n].numpy(),
+        rtol=1e-4,
+        atol=1e-4,
     )
 
 

@@ -73,6 +73,9 @@ GEOMETRY = "geometry"  # cache kind of the polylines, under their geometry id
 DECODER_CHUNK = 4_096
 _ENCODER_INPUTS = ("points", "sdf")
 _DECODER_INPUTS = ("latents", "conditions", "points", "sdf")
+# A decoder may also take the surface's curvature and outward normal at each query's nearest
+# surface point (geometry.polylines.surface_features), as its fifth input.
+SHAPE = "shape"
 _DEFAULT_FIELDS = ("u", "v", "cp")
 
 
@@ -106,6 +109,7 @@ class Enf2Enf:
         self.domain = domain
         self._signature = signature
         self.field_names = field_names
+        self.surface_shape = len(decoder.inputs) == len(_DECODER_INPUTS) + 1
         box = ",".join(f"{v!r}" for axis in domain.box for v in axis)
         # What the latents of a polyline set depend on besides the polylines.
         self._latent_salt = (
@@ -123,10 +127,12 @@ class Enf2Enf:
         enc, dec = manifest.graphs["encoder"], manifest.graphs["decoder"]
         enc_in = tuple(t.name for t in enc.inputs)
         dec_in = tuple(t.name for t in dec.inputs)
-        if enc_in != _ENCODER_INPUTS or dec_in != _DECODER_INPUTS or len(dec.outputs) != 1:
+        known = (_DECODER_INPUTS, (*_DECODER_INPUTS, SHAPE))
+        if enc_in != _ENCODER_INPUTS or dec_in not in known or len(dec.outputs) != 1:
             raise ManifestError(
                 f"an enf2enf encoder takes {list(_ENCODER_INPUTS)} and its decoder "
-                f"{list(_DECODER_INPUTS)} -> one output; the manifest says {list(enc_in)} and "
+                f"{list(_DECODER_INPUTS)} (and optionally '{SHAPE}') -> one output; the manifest "
+                f"says {list(enc_in)} and "
                 f"{list(dec_in)} -> {[t.name for t in dec.outputs]}"
             )
         m = domain.n_encoder
@@ -146,6 +152,11 @@ class Enf2Enf:
                 f"decoder conditions must be [{n_conditions}] (domain.conditions "
                 f"{list(domain.condition_names)}) and points [-1, 2]; the manifest says "
                 f"{list(dec.inputs[1].shape)} and {list(dec.inputs[2].shape)}"
+            )
+        if len(dec.inputs) > len(_DECODER_INPUTS) and dec.inputs[4].shape != (-1, 3):
+            raise ManifestError(
+                f"decoder input '{SHAPE}' must be [-1, 3] (curvature, normal x, normal y); the "
+                f"manifest says {list(dec.inputs[4].shape)}"
             )
         names = _field_names(manifest)
         if dec.outputs[0].shape[-1:] != (len(names),):
@@ -208,13 +219,20 @@ class Enf2Enf:
         notices += geometry.notices
         extra: dict[str, Any] = {}
         if isinstance(query, PointsQuery):
-            placed = await run_blocking(self.domain.place, query.points, geometry.polylines)
-            points, sdf = placed.points, placed.sdf
+            placed = await run_blocking(
+                self.domain.place,
+                query.points,
+                geometry.polylines,
+                None,
+                "query",
+                self.surface_shape,
+            )
+            points, sdf, shape = placed.points, placed.sdf, placed.shape
             notices += placed.notices
         else:
             g = query.grid
-            grid, sdf = await run_blocking(
-                self.domain.grid, g.nx, g.ny, g.bounds, geometry.polylines
+            grid, sdf, shape = await run_blocking(
+                self.domain.grid, g.nx, g.ny, g.bounds, geometry.polylines, self.surface_shape
             )
             points = grid.points
             notices += self.domain.check_points(points, sdf)
@@ -227,8 +245,9 @@ class Enf2Enf:
             }
 
         latents, reused = await self._latents(geometry, ctx)
+        per_point = [points, sdf] + ([] if shape is None else [shape])
         out = await run_blocking(
-            self.decode, latents, conditions, points.astype(np.float32), sdf.astype(np.float32)
+            self.decode, latents, conditions, *(a.astype(np.float32) for a in per_point)
         )
         refuse_non_finite(out, "query", "the fields")
         fields = {
@@ -264,8 +283,12 @@ class Enf2Enf:
 
     async def infer(self, inputs: Mapping[str, NDArray[Any]], ctx: PredictContext) -> Inference:
         """encoder_points (M, 2), encoder_sdf (M,), conditions (C,), points (N, 2), sdf (N,)
-        -> fields (N, F); the same policy as the domain route."""
-        enc_points, enc_sdf, cond, points, sdf = (inputs[s.name] for s in self._signature.inputs)
+        [, shape (N, 3)] -> fields (N, F); the same policy as the domain route."""
+        enc_points, enc_sdf, cond, points, *per_point = (
+            inputs[s.name] for s in self._signature.inputs
+        )
+        _same_rows(points, dict(zip(self.decoder.inputs[3:], per_point, strict=True)))
+        sdf = per_point[0]
         conditions, notices = self.domain.condition_vector(cond, "inputs.conditions")
         refuse_points(
             sdf < 0.0,
@@ -278,7 +301,7 @@ class Enf2Enf:
             points.astype(np.float64), sdf.astype(np.float64), "inputs.points"
         )
         latents, reused = await self._encoded(enc_points, enc_sdf, ctx)
-        out = await run_blocking(self.decode, latents, conditions, points, sdf)
+        out = await run_blocking(self.decode, latents, conditions, points, *per_point)
         name = self._signature.outputs[0].name
         return Inference({name: out}, "partial" if reused else "miss", tuple(notices))
 
@@ -289,8 +312,9 @@ class Enf2Enf:
             points, sdf = (inputs[n] for n in self.encoder.inputs)
             latents, reused = await self._encoded(points, sdf, ctx)
             return Inference({self.encoder.outputs[0]: latents}, "hit" if reused else "miss")
-        latents, conditions, points, sdf = (inputs[n] for n in self.decoder.inputs)
-        out = await run_blocking(self.decode, latents, conditions, points, sdf)
+        latents, conditions, points, *per_point = (inputs[n] for n in self.decoder.inputs)
+        _same_rows(points, dict(zip(self.decoder.inputs[3:], per_point, strict=True)))
+        out = await run_blocking(self.decode, latents, conditions, points, *per_point)
         return Inference({self.decoder.outputs[0]: out})
 
     # -- geometries and latents (cached) ------------------------------------------------------
@@ -378,11 +402,14 @@ class Enf2Enf:
         out: F32 = self.encoder.run(feeds)[0]
         return out
 
-    def decode(self, latents: F32, conditions: F32, points: F32, sdf: F32) -> F32:
+    def decode(
+        self, latents: F32, conditions: F32, points: F32, sdf: F32, shape: F32 | None = None
+    ) -> F32:
         """(N, F) fields, DECODER_CHUNK rows per run (each row depends on its point alone)."""
+        per_point = (points, sdf) + (() if shape is None else (shape,))
 
         def run(rows: slice, release: bool | None = None) -> F32:
-            values = (latents, conditions, points[rows], sdf[rows])
+            values = (latents, conditions, *(a[rows] for a in per_point))
             feeds = dict(zip(self.decoder.inputs, values, strict=True))
             out: F32 = self.decoder.run(feeds, release)[0]
             return out
@@ -396,6 +423,17 @@ class Enf2Enf:
             # The arena is reused from chunk to chunk and handed back after the last.
             out[rows] = run(rows, release=start + DECODER_CHUNK >= n)
         return out
+
+
+def _same_rows(points: NDArray[Any], per_point: Mapping[str, NDArray[Any]]) -> None:
+    """A 422 naming the first per-point input whose row count is not the points'."""
+    for name, array in per_point.items():
+        if array.shape[:1] != points.shape[:1]:
+            raise InvalidInputError(
+                f"input {name!r} has {array.shape[0]} rows but 'points' has {points.shape[0]}: "
+                "one row per query point",
+                f"inputs.{name}",
+            )
 
 
 def _field_names(manifest: Manifest) -> tuple[str, ...]:

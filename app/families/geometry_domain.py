@@ -34,7 +34,7 @@ from app.errors import InvalidInputError, ManifestError
 from app.families.base import Notice
 from geometry.airfoils import naca4, parse_naca
 from geometry.grids import grid_points
-from geometry.polylines import check_polylines, inside, signed_distance
+from geometry.polylines import check_polylines, inside, signed_distance, surface_features
 
 F64 = NDArray[np.float64]
 Range = tuple[float, float]
@@ -85,11 +85,22 @@ class GridPoints:
 
 @dataclass(frozen=True)
 class Placed:
-    """Query points checked against a geometry: their signed distance and the notices."""
+    """Query points checked against a geometry: their signed distance, the surface's shape at
+    their nearest surface points when asked for, and the notices."""
 
     points: F64
     sdf: F64
     notices: tuple[Notice, ...]
+    shape: F64 | None = None  # (N, 3) curvature, outward normal
+
+
+def distances(points: F64, polylines: Sequence[F64], shape: bool) -> tuple[F64, F64 | None]:
+    """Signed distance (N,), and with `shape` the surface's curvature and outward normal at
+    each point's nearest surface point (N, 3), from one nearest-point search."""
+    if not shape:
+        return signed_distance(points, polylines), None
+    features = surface_features(points, polylines)
+    return features[:, 0], features[:, 1:]
 
 
 @dataclass(frozen=True)
@@ -432,11 +443,16 @@ class GeometryDomain:
             )
 
     def grid(
-        self, nx: int, ny: int, bounds: tuple[Range, Range] | None, polylines: Sequence[F64]
-    ) -> tuple[GridPoints, F64]:
+        self,
+        nx: int,
+        ny: int,
+        bounds: tuple[Range, Range] | None,
+        polylines: Sequence[F64],
+        shape: bool = False,
+    ) -> tuple[GridPoints, F64, F64 | None]:
         """nx x ny points from lo to hi inclusive (the trained box by default), those inside a
         body (and, where the box is the domain, outside the box) dropped; and the kept points'
-        signed distance."""
+        signed distance and, with `shape`, surface shape."""
         (x0, x1), (y0, y1) = bounds if bounds is not None else self.box
         for axis, lo, hi in (("x", x0, x1), ("y", y0, y1)):
             if not lo < hi:
@@ -450,7 +466,7 @@ class GeometryDomain:
                     "query.grid.bounds must lie within the float32 range", "query"
                 )
         points = grid_points([x0, y0], [x1, y1], [nx, ny])
-        sdf = signed_distance(points, polylines)
+        sdf, local = distances(points, polylines, shape)
         keep = sdf >= 0.0
         if self.box_is_domain:
             keep &= ~self.outside_box(points)
@@ -463,10 +479,15 @@ class GeometryDomain:
                 "query",
             )
         grid = GridPoints(points[index], index, (nx, ny), (x0, y0), (x1, y1))
-        return grid, sdf[index]
+        return grid, sdf[index], None if local is None else local[index]
 
     def place(
-        self, points: F64, polylines: Sequence[F64], sdf: F64 | None = None, field: str = "query"
+        self,
+        points: F64,
+        polylines: Sequence[F64],
+        sdf: F64 | None = None,
+        field: str = "query",
+        shape: bool = False,
     ) -> Placed:
         """Explicit points: inside a body (or outside the box where the box is the domain) is
         refused (422), outside the box or nearer a wall than the training data came is answered
@@ -474,15 +495,16 @@ class GeometryDomain:
         if np.abs(points).max() > _F32_MAX:
             raise InvalidInputError(f"{field}: points must lie within the float32 range", field)
         self.refuse_outside(points, f"{field}.points")
+        local = None
         if sdf is None:
-            sdf = signed_distance(points, polylines)
+            sdf, local = distances(points, polylines, shape)
         refuse_points(
             sdf < 0.0,
             "query point(s) lie inside a body",
             lambda i: f"{field}.points[{i}] = {_fmt(points[i])}",
             field,
         )
-        return Placed(points, sdf, tuple(self.check_points(points, sdf, field)))
+        return Placed(points, sdf, tuple(self.check_points(points, sdf, field)), local)
 
     def refuse_outside(self, points: F64, field: str) -> None:
         """422 naming `field` for points outside the box where the box is the domain."""

@@ -28,6 +28,7 @@ import numpy as np
 import onnxruntime as ort
 from tqdm import tqdm
 
+from geometry.polylines import surface_features
 from training.enf2enf import problems
 from training.enf2enf.metrics import rel_l2_fields, spread
 from training.geometry_data.format import Split, load_split, splits_with_role
@@ -36,11 +37,18 @@ HEADLINE = "test"
 
 
 class FieldModel(Protocol):
+    surface_shape: bool  # whether decode needs `shape`
+
     def encode(self, points: np.ndarray, sdf: np.ndarray) -> np.ndarray: ...  # (M,2),(M,)->(L,C)
 
     def decode(
-        self, latents: np.ndarray, conditions: np.ndarray, points: np.ndarray, sdf: np.ndarray
-    ) -> np.ndarray: ...  # (L, C), (K,), (N, 2), (N,) -> (N, F)
+        self,
+        latents: np.ndarray,
+        conditions: np.ndarray,
+        points: np.ndarray,
+        sdf: np.ndarray,
+        shape: np.ndarray | None = None,
+    ) -> np.ndarray: ...  # (L, C), (K,), (N, 2), (N,), (N, 3) -> (N, F)
 
 
 class OnnxEnf2Enf:
@@ -60,13 +68,19 @@ class OnnxEnf2Enf:
         self.decoder = ort.InferenceSession(
             str(model_dir / graphs["decoder"]["file"]), opts, providers=["CPUExecutionProvider"]
         )
+        self.surface_shape = any(i.name == "shape" for i in self.decoder.get_inputs())
 
     def encode(self, points: np.ndarray, sdf: np.ndarray) -> np.ndarray:
         feeds = {"points": points.astype(np.float32), "sdf": sdf.astype(np.float32)}
         return np.asarray(self.encoder.run(None, feeds)[0])
 
     def decode(
-        self, latents: np.ndarray, conditions: np.ndarray, points: np.ndarray, sdf: np.ndarray
+        self,
+        latents: np.ndarray,
+        conditions: np.ndarray,
+        points: np.ndarray,
+        sdf: np.ndarray,
+        shape: np.ndarray | None = None,
     ) -> np.ndarray:
         feeds = {
             "latents": latents.astype(np.float32),
@@ -74,6 +88,9 @@ class OnnxEnf2Enf:
             "points": points.astype(np.float32),
             "sdf": sdf.astype(np.float32),
         }
+        if self.surface_shape:
+            assert shape is not None
+            feeds["shape"] = shape.astype(np.float32)
         return np.asarray(self.decoder.run(None, feeds)[0])
 
 
@@ -104,9 +121,18 @@ def predict_split(
     out = np.zeros((*points.shape[:2], len(split.schema.field_names)), dtype=np.float32)
     for i in tqdm(range(len(points)), desc="decode", disable=not progress):
         n = int(counts[i])
+        shape = None
+        if model.surface_shape:
+            shape = surface_features(points[i, :n], split.polylines(i))[:, 1:]  # (n, 3)
         for a in range(0, n, chunk):
             b = min(a + chunk, n)
-            out[i, a:b] = model.decode(latents[i], split.conditions[i], points[i, a:b], sdf[i, a:b])
+            out[i, a:b] = model.decode(
+                latents[i],
+                split.conditions[i],
+                points[i, a:b],
+                sdf[i, a:b],
+                None if shape is None else shape[a:b],
+            )
     return out
 
 

@@ -28,12 +28,13 @@ import torch
 from torch.func import functional_call
 from torch.fx.experimental.proxy_tensor import make_fx
 
+from geometry.polylines import surface_features
 from training.common.config import to_dict
 from training.common.files import sha256_file, write_json
 from training.common.versions import staged_version
 from training.enf2enf import problems
 from training.enf2enf.evaluate import OnnxEnf2Enf, ensure_splits, evaluate
-from training.enf2enf.model import DecoderGraph, EncoderGraph, Enf2Enf, Enf2EnfConfig
+from training.enf2enf.model import N_SHAPE, DecoderGraph, EncoderGraph, Enf2Enf, Enf2EnfConfig
 from training.enf2enf.train import BASELINE, load_model
 from training.geometry_data.format import ENCODER_SEED, Split
 
@@ -82,11 +83,16 @@ def trace_encoder(model: Enf2Enf, points: torch.Tensor, sdf: torch.Tensor) -> to
     return make_fx(encoder, tracing_mode="real", decomposition_table=DECOMPOSITIONS)(points, sdf)
 
 
+def decoder_inputs(cfg: Enf2EnfConfig) -> list[str]:
+    return ["latents", "conditions", "points", "sdf"] + ["shape"] * cfg.surface_shape
+
+
 def export_graphs(
     model: Enf2Enf, out_dir: Path, polylines: list[np.ndarray], n_encoder: int, box: Any
 ) -> None:
     model = model.cpu().eval()
     pts, sdf = example_geometry(polylines, n_encoder, box)
+    shape = torch.as_tensor(surface_features(pts.numpy(), polylines)[:, 1:], dtype=torch.float32)
     cond = 0.5 * (model.cond_lo + model.cond_hi)  # (K,) mid-range conditions
     traced = trace_encoder(model, pts, sdf)
     cfg = model.cfg
@@ -107,19 +113,23 @@ def export_graphs(
             dynamo=False,
         )
         latents = model.encode(pts[None], sdf[None])[0].detach()
+        example: tuple[torch.Tensor, ...] = (latents, cond, query, sdf[:n_query].clone().abs())
+        if cfg.surface_shape:
+            example += (shape[:n_query].clone(),)
+        names = decoder_inputs(cfg)
         torch.onnx.export(
             DecoderGraph(model).eval(),
-            (latents, cond, query, sdf[:n_query].clone().abs()),
+            example,
             str(out_dir / "decoder.onnx"),
-            input_names=["latents", "conditions", "points", "sdf"],
+            input_names=names,
             output_names=["fields"],
-            dynamic_axes={"points": {0: "n"}, "sdf": {0: "n"}, "fields": {0: "n"}},
+            dynamic_axes={**{k: {0: "n"} for k in names[2:]}, "fields": {0: "n"}},
             opset_version=OPSET,
             dynamo=False,
         )
     for name in ("encoder", "decoder"):
         onnx.checker.check_model(str(out_dir / f"{name}.onnx"))
-    _check_parity(model, out_dir, pts, sdf, latents, cond.numpy())
+    _check_parity(model, out_dir, pts, sdf, shape, latents, cond.numpy())
     assert latents.shape == (cfg.n_latents, cfg.latent_dim)
 
 
@@ -128,6 +138,7 @@ def _check_parity(
     out_dir: Path,
     pts: torch.Tensor,
     sdf: torch.Tensor,
+    shape: torch.Tensor,
     latents: torch.Tensor,
     cond: np.ndarray,
 ) -> None:
@@ -141,12 +152,11 @@ def _check_parity(
         raise RuntimeError(f"encoder.onnx differs from torch by {diff:.3g} (scale {scale:.3g})")
     dec = ort.InferenceSession(str(out_dir / "decoder.onnx"), providers=["CPUExecutionProvider"])
     cond = cond.astype(np.float32)
-    query, qsdf = pts[::3].numpy(), np.abs(sdf[::3].numpy())
-    got = dec.run(None, {"latents": ref, "conditions": cond, "points": query, "sdf": qsdf})[0]
+    values = [ref, cond, pts[::3].numpy(), np.abs(sdf[::3].numpy()), shape[::3].numpy()]
+    feeds = dict(zip(decoder_inputs(model.cfg), values, strict=False))
+    got = dec.run(None, feeds)[0]
     with torch.no_grad():
-        want = DecoderGraph(model)(
-            latents, torch.from_numpy(cond), torch.from_numpy(query), torch.from_numpy(qsdf)
-        ).numpy()
+        want = DecoderGraph(model)(*(torch.from_numpy(v) for v in feeds.values())).numpy()
     scale = float(np.abs(want).max()) or 1.0
     diff = float(np.abs(got - want).max())
     if diff > PARITY_TOL * scale:
@@ -178,6 +188,12 @@ def deviations(cfg: Enf2EnfConfig) -> list[str]:
             "fields predicted divided by the condition they are proportional to "
             f"(field_scale {list(cfg.field_scale)}) and multiplied back inside the graph"
         )
+    if cfg.surface_shape:
+        out.append(
+            "the decoder's output MLP also gets the boundary curvature and outward normal at "
+            "each query's nearest surface point, computed exactly from the polylines, weighted "
+            f"by exp(-sdf / {cfg.shape_length:g})"
+        )
     if cfg.superposition:
         out.append(
             "(u, v) / speed = cos(aoa) A(x) + sin(aoa) B(x) with A, B from the output MLP "
@@ -189,6 +205,16 @@ def deviations(cfg: Enf2EnfConfig) -> list[str]:
 
 def _io(name: str, shape: list[int], units: Any, **extra: Any) -> dict[str, Any]:
     return {"name": name, "dtype": "float32", "shape": shape, "units": units, **extra}
+
+
+def _shape_io(length: str) -> dict[str, Any]:
+    return _io(
+        "shape",
+        [-1, N_SHAPE],
+        [f"1/{length}", "1", "1"],
+        axes=["curvature", "normal_x", "normal_y"],
+        note="at each query's nearest surface point: geometry.polylines.surface_features",
+    )
 
 
 def build_manifest(
@@ -226,12 +252,17 @@ def build_manifest(
             },
             "decoder": {
                 "file": "decoder.onnx",
-                "computes": (f"latents + conditions + query points (+ their SDF) -> {fields}"),
+                "computes": (
+                    "latents + conditions + query points (+ their SDF"
+                    + (", the surface's curvature and normal" if cfg.surface_shape else "")
+                    + f") -> {fields}"
+                ),
                 "inputs": [
                     _io("latents", [nl, c], "1"),
                     _io("conditions", [len(conditions)], condition_units, axes=conditions),
                     _io("points", [-1, 2], length, axes=["x", "y"]),
                     _io("sdf", [-1], length),
+                    *[_shape_io(length)] * cfg.surface_shape,
                 ],
                 "outputs": [_io("fields", [-1, len(fields)], field_units, axes=fields)],
             },
@@ -239,7 +270,13 @@ def build_manifest(
         "compose": (
             "points, sdf = geometry.polylines.encoder_points(polylines, domain.n_encoder, "
             "domain.box, seed=domain.encoder_seed); latents = encoder(points, sdf); "
-            f"fields = decoder(latents, {conditions}, query, signed_distance(query, polylines))"
+            + (
+                "f = geometry.polylines.surface_features(query, polylines); "
+                f"fields = decoder(latents, {conditions}, query, f[:, 0], f[:, 1:])"
+                if cfg.surface_shape
+                else f"fields = decoder(latents, {conditions}, query, "
+                "signed_distance(query, polylines))"
+            )
         ),
         "fields": fields,
         "field_units": field_units,

@@ -35,11 +35,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from geometry.polylines import surface_features
 from training.common.config import ConfigError, from_dict, to_dict
 from training.common.files import atomic_path
 from training.enf2enf.metrics import rel_l2_fields, valid_mask
 from training.enf2enf.mirror import Mirror
-from training.enf2enf.model import Enf2Enf, Enf2EnfConfig
+from training.enf2enf.model import N_SHAPE, Enf2Enf, Enf2EnfConfig
 from training.geometry_data.format import Split, load_split
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,15 @@ def fit_normalisation(model: Enf2Enf, train: Split) -> None:
         model.field_std.copy_(scaled.std(0).clamp_min(1e-6))
 
 
+def fit_curvature_scale(model: Enf2Enf, data: Tensors) -> None:
+    """1 / the 99th percentile of |curvature| at the training points: most fall in [-1, 1]."""
+    assert data.shape is not None
+    real = torch.arange(data.sdf.shape[1], device=data.sdf.device) < data.counts[:, None]
+    kappa = data.shape[..., 0][real].abs()
+    with torch.no_grad():
+        model.curvature_scale.fill_(1.0 / max(float(torch.quantile(kappa, 0.99)), 1e-12))
+
+
 def fit_latent_stats(model: Enf2Enf, latents: torch.Tensor, conditions: torch.Tensor) -> None:
     """z-score per (latent, feature) of [contexts, scaled conditions] over the training set."""
     nl = latents.shape[1]
@@ -182,6 +192,7 @@ def decode_all(
     conditions: torch.Tensor,
     points: torch.Tensor,
     sdf: torch.Tensor,
+    shape: torch.Tensor | None = None,
     max_pairs: int = 1 << 20,
 ) -> torch.Tensor:
     """Physical fields (S, N, F) in chunks of samples and points that bound the memory of the
@@ -196,6 +207,7 @@ def decode_all(
                 conditions[a : a + 1],
                 points[a : a + 1, b : b + per],
                 sdf[a : a + 1, b : b + per],
+                None if shape is None else shape[a : a + 1, b : b + per],
             )[0]
     return out
 
@@ -216,6 +228,7 @@ class TorchEnf2Enf:
             self.dataset_config = ckpt["dataset_config"]
             self.checkpoint = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer")}
         self.model, self.device = model, torch.device(device)
+        self.surface_shape = model.cfg.surface_shape
 
     def _t(self, x: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(x, dtype=np.float32), device=self.device)
@@ -226,15 +239,21 @@ class TorchEnf2Enf:
         return lat[0].detach().cpu().numpy()
 
     def decode(
-        self, latents: np.ndarray, conditions: np.ndarray, points: np.ndarray, sdf: np.ndarray
+        self,
+        latents: np.ndarray,
+        conditions: np.ndarray,
+        points: np.ndarray,
+        sdf: np.ndarray,
+        shape: np.ndarray | None = None,
     ) -> np.ndarray:
-        """(L, C), (K,), (N, 2), (N,) -> (N, F)."""
+        """(L, C), (K,), (N, 2), (N,), (N, 3) -> (N, F)."""
         out = decode_all(
             self.model,
             self._t(latents)[None],
             self._t(conditions)[None],
             self._t(points)[None],
             self._t(sdf)[None],
+            None if shape is None else self._t(shape)[None],
         )
         return out[0].cpu().numpy()
 
@@ -309,6 +328,7 @@ class Tensors:
     fields: torch.Tensor  # (S, N, F)
     conditions: torch.Tensor  # (S, K)
     counts: torch.Tensor  # (S,) real points of each sample
+    shape: torch.Tensor | None = None  # (S, N, 3) curvature and normal (model.surface_shape)
 
     def draw(self, rows: torch.Tensor, m: int, gen: torch.Generator) -> torch.Tensor:
         """(b,) sample indices -> (b, m) random point indices, each among its sample's own."""
@@ -320,6 +340,11 @@ class Tensors:
         dev = self.fields.device
         field_sign = torch.tensor(mirror.field_sign, device=dev)  # (F,)
         cond_sign = torch.tensor(mirror.condition_sign, device=dev)  # (K,)
+        shape = None
+        if self.shape is not None:  # the curvature stays, the normal reflects
+            shape_sign = torch.ones(N_SHAPE, device=dev)
+            shape_sign[1 + mirror.axis] = -1.0
+            shape = torch.cat([self.shape, self.shape * shape_sign])  # (2S, N, 3)
         return Tensors(
             torch.cat([self.enc_points, mirror.reflect(self.enc_points)]),  # (2S, M, 2)
             torch.cat([self.enc_sdf, self.enc_sdf]),
@@ -328,10 +353,11 @@ class Tensors:
             torch.cat([self.fields, self.fields * field_sign]),  # (2S, N, F)
             torch.cat([self.conditions, self.conditions * cond_sign]),  # (2S, K)
             torch.cat([self.counts, self.counts]),
+            shape,
         )
 
     @classmethod
-    def of(cls, split: Split, dev: torch.device) -> Tensors:
+    def of(cls, split: Split, dev: torch.device, with_shape: bool = False) -> Tensors:
         def t(x: np.ndarray) -> torch.Tensor:
             return torch.as_tensor(np.asarray(x, dtype=np.float32), device=dev)
 
@@ -343,7 +369,18 @@ class Tensors:
             t(split.fields),
             t(split.conditions),
             torch.as_tensor(split.n_points, dtype=torch.long, device=dev),
+            t(surface_shape(split)) if with_shape else None,
         )
+
+
+def surface_shape(split: Split) -> np.ndarray:
+    """(S, N, 3) curvature and outward normal at each field point's nearest surface point,
+    from the polylines (zero past each sample's count)."""
+    out = np.zeros((*split.sdf.shape, N_SHAPE), dtype=np.float32)
+    for i, n in enumerate(split.n_points):
+        pts = split.points[i, :n]
+        out[i, :n] = surface_features(pts, split.polylines(i))[:, 1:]
+    return out
 
 
 def encoder_loss(
@@ -378,7 +415,10 @@ def decoder_loss(
     pts = data.draw(idx, m, gen)  # (b, m)
     rows = idx[:, None]  # (b, 1)
     cond = data.conditions[idx]
-    pred = model.decode_normalised(latents[idx], cond, data.points[rows, pts], data.sdf[rows, pts])
+    shape = None if data.shape is None else data.shape[rows, pts]  # (b, m, 3)
+    pred = model.decode_normalised(
+        latents[idx], cond, data.points[rows, pts], data.sdf[rows, pts], shape
+    )
     # MSE on z-scored targets, so every field weighs the same.
     target = model.normalised_fields(data.fields[rows, pts], cond)  # (b, m, F)
     return ((pred - target) ** 2).mean()
@@ -405,7 +445,9 @@ def validate_encoder(model: Enf2Enf, data: Tensors) -> dict[str, float]:
 def validate_decoder(
     model: Enf2Enf, data: Tensors, latents: torch.Tensor, names: tuple[str, ...]
 ) -> tuple[dict[str, float], np.ndarray]:
-    pred = decode_all(model, latents, data.conditions, data.points, data.sdf).cpu().numpy()
+    pred = (
+        decode_all(model, latents, data.conditions, data.points, data.sdf, data.shape).cpu().numpy()
+    )
     errors = rel_l2_fields(pred, data.fields.cpu().numpy(), names, data.counts.cpu().numpy())
     return {f"val_{k}": v for k, v in errors.items()}, pred
 
@@ -475,7 +517,10 @@ def train(
     if command:
         state.commands.append(command)
 
-    tr, va = Tensors.of(train_split, dev), Tensors.of(val_split, dev)
+    with_shape = model.cfg.surface_shape
+    tr, va = Tensors.of(train_split, dev, with_shape), Tensors.of(val_split, dev, with_shape)
+    if with_shape and ckpt is None:
+        fit_curvature_scale(model, tr)
     mirror = Mirror.of(
         train_cfg.mirror_axis,
         train_cfg.mirror_about,
@@ -675,7 +720,12 @@ def _write_outputs(run_dir: Path, model: Enf2Enf, state: RunState, val: Split, v
     for name, i in picks.items():
         lat = encode_all(model, va.enc_points[i : i + 1], va.enc_sdf[i : i + 1])
         pred = decode_all(
-            model, lat, va.conditions[i : i + 1], va.points[i : i + 1], va.sdf[i : i + 1]
+            model,
+            lat,
+            va.conditions[i : i + 1],
+            va.points[i : i + 1],
+            va.sdf[i : i + 1],
+            None if va.shape is None else va.shape[i : i + 1],
         )
         plot_fields(val, pred[0].cpu().numpy(), i, run_dir / name)
 
