@@ -294,7 +294,9 @@ def signed_distance(points: ArrayLike, polylines: Sequence[ArrayLike]) -> Array:
 def surface_features(points: ArrayLike, polylines: Sequence[ArrayLike]) -> Array:
     """(N, 4): signed distance, and at the nearest surface point the boundary's curvature
     (1 / length, positive where the body is convex: 1 / R on a circle of radius R) and unit
-    outward normal (x, y): the segment's, or at a vertex the mean of its two segments'.
+    outward normal (x, y): the segment's, or at a vertex the mean of its two segments'. For a
+    point on the surface itself the nearest segment is a matter of rounding, so its normal may
+    be either adjacent segment's (they differ by the turn at the vertex between them).
 
     The local shape a field depends on most near a body (a stress concentration follows the
     curvature), exactly, for a model that would otherwise know it only through its latents.

@@ -279,14 +279,15 @@ def test_mirror_reflects_the_geometry_and_flips_the_named_fields(
     np.testing.assert_allclose(
         signed_distance(mirrored, [void[::-1]]), both.sdf[s, :n].numpy(), atol=1e-5
     )
-    # So must the surface shape: the curvature kept, the normal reflected.
+    # So must the surface shape: the curvature kept, the normal reflected. On the void itself
+    # (its mesh vertices) the nearest segment is a matter of rounding, and the normal with it.
     assert both.shape is not None
-    np.testing.assert_allclose(
-        surface_features(mirrored, [void[::-1]])[:, 1:],
-        both.shape[s, :n].numpy(),
-        rtol=1e-4,
-        atol=1e-4,
-    )
+    off = np.abs(both.sdf[s, :n].numpy()) > 1e-6
+    assert off.sum() > n // 2
+    want = surface_features(mirrored, [void[::-1]])
+    got = both.shape[s, :n].numpy()
+    np.testing.assert_allclose(want[:, 1], got[:, 0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(want[off, 2:], got[off, 1:], atol=1e-4)
 
 
 def test_training_from_another_runs_encoder(tiny_elasticity: TinyGeometry, tmp_path: Path) -> None:

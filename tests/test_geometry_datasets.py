@@ -14,6 +14,7 @@ import yaml
 from conftest import TinyGeometry
 from test_importers import VTK_ARGS, write_vtk_folder
 
+from geometry.polylines import surface_features
 from training.cli import main
 from training.enf2enf.train import load_model
 from training.geometry_data.format import load_split
@@ -46,17 +47,15 @@ def test_elasticity_graphs_match_torch(tiny_elasticity: TinyGeometry) -> None:
     enc = ort.InferenceSession(str(d / "encoder.onnx"), providers=["CPUExecutionProvider"])
     dec = ort.InferenceSession(str(d / "decoder.onnx"), providers=["CPUExecutionProvider"])
     pts, sdf, _ = test.sample_points(0)
+    # The tiny model takes the void's shape at each point, as the shipped one.
+    shape = surface_features(pts, test.polylines(0))[:, 1:].astype(np.float32)
     latents = enc.run(None, {"points": test.encoder_points[0], "sdf": test.encoder_sdf[0]})[0]
     for load in (2e4, 8e4):
         cond = np.array([load], dtype=np.float32)
-        got = dec.run(None, {"latents": latents, "conditions": cond, "points": pts, "sdf": sdf})[0]
+        feeds = {"latents": latents, "conditions": cond, "points": pts, "sdf": sdf, "shape": shape}
+        got = dec.run(None, feeds)[0]
         with torch.no_grad():
-            want = model.decode(
-                torch.from_numpy(latents)[None],
-                torch.from_numpy(cond)[None],
-                torch.from_numpy(pts)[None],
-                torch.from_numpy(sdf)[None],
-            )[0].numpy()
+            want = model.decode(*(torch.from_numpy(v)[None] for v in feeds.values()))[0].numpy()
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
