@@ -180,7 +180,7 @@ class _Surface:
         normal = np.concatenate(normals)
         p, q = np.concatenate(prev), np.concatenate(nxt)
         self.normal, self.at_a, self.at_b = normal, normal + normal[p], normal + normal[q]
-        self.next = q
+        self.next_segment = q
         # Curvature at each segment's start vertex: the turn from the previous segment's
         # outward normal to this one's (positive where the body is convex), over half their
         # lengths.
@@ -267,14 +267,21 @@ def _nearest_surface(pts: Array, surf: _Surface) -> tuple[NDArray[np.intp], Arra
     return seg_out, w_out, rel_out, dist_out
 
 
-def _surface_normal(surf: _Surface, seg: NDArray[np.intp], w: Array) -> Array:
-    """Outward normal (N, 2), not unit at vertices, at each nearest point: the segment's, or the
-    sum of the two adjacent ones where the nearest point is a vertex."""
-    return np.where(
+def _signed(
+    points: ArrayLike, polylines: Sequence[ArrayLike]
+) -> tuple[_Surface, NDArray[np.intp], Array, Array, Array]:
+    """The surface, each point's nearest segment and projection parameter w, its signed
+    distance (N,), and the outward normal (N, 2, not unit at vertices) at its nearest point:
+    the segment's, or the sum of the two adjacent ones where that point is a vertex."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    surf = _Surface(polylines)
+    seg, w, rel, dist = _nearest_surface(pts, surf)
+    normal = np.where(
         (w <= 0.0)[:, None],
         surf.at_a[seg],
         np.where((w >= 1.0)[:, None], surf.at_b[seg], surf.normal[seg]),
     )
+    return surf, seg, w, np.where(np.sum(rel * normal, axis=1) < 0.0, -dist, dist), normal
 
 
 def signed_distance(points: ArrayLike, polylines: Sequence[ArrayLike]) -> Array:
@@ -284,11 +291,7 @@ def signed_distance(points: ArrayLike, polylines: Sequence[ArrayLike]) -> Array:
     normal there (the sum of the two adjacent normals at a vertex), which for closed bodies
     that do not overlap agrees with an even-odd inside test.
     """
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    surf = _Surface(polylines)
-    seg, w, rel, dist = _nearest_surface(pts, surf)
-    normal = _surface_normal(surf, seg, w)
-    return np.where(np.sum(rel * normal, axis=1) < 0.0, -dist, dist)
+    return _signed(points, polylines)[3]
 
 
 def surface_features(points: ArrayLike, polylines: Sequence[ArrayLike]) -> Array:
@@ -304,13 +307,9 @@ def surface_features(points: ArrayLike, polylines: Sequence[ArrayLike]) -> Array
     lengths (exact on a regular polygon inscribed in a circle), interpolated along each
     segment.
     """
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    surf = _Surface(polylines)
-    seg, w, rel, dist = _nearest_surface(pts, surf)
-    normal = _surface_normal(surf, seg, w)
-    sdf = np.where(np.sum(rel * normal, axis=1) < 0.0, -dist, dist)
+    surf, seg, w, sdf, normal = _signed(points, polylines)
     normal /= np.linalg.norm(normal, axis=1, keepdims=True)
-    curvature = (1.0 - w) * surf.curvature[seg] + w * surf.curvature[surf.next[seg]]
+    curvature = (1.0 - w) * surf.curvature[seg] + w * surf.curvature[surf.next_segment[seg]]
     return np.column_stack([sdf, curvature, normal])
 
 

@@ -89,7 +89,8 @@ class OnnxEnf2Enf:
             "sdf": sdf.astype(np.float32),
         }
         if self.surface_shape:
-            assert shape is not None
+            if shape is None:
+                raise ValueError(f"{self.model_dir}'s decoder needs the surface shape")
             feeds["shape"] = shape.astype(np.float32)
         return np.asarray(self.decoder.run(None, feeds)[0])
 

@@ -153,6 +153,7 @@ def _check_parity(
     dec = ort.InferenceSession(str(out_dir / "decoder.onnx"), providers=["CPUExecutionProvider"])
     cond = cond.astype(np.float32)
     values = [ref, cond, pts[::3].numpy(), np.abs(sdf[::3].numpy()), shape[::3].numpy()]
+    # A decoder without the surface shape takes the first four of them.
     feeds = dict(zip(decoder_inputs(model.cfg), values, strict=False))
     got = dec.run(None, feeds)[0]
     with torch.no_grad():

@@ -154,9 +154,9 @@ def fit_curvature_scale(model: Enf2Enf, data: Tensors) -> None:
     """1 / the 99th percentile of |curvature| at the training points: most fall in [-1, 1]."""
     assert data.shape is not None
     real = torch.arange(data.sdf.shape[1], device=data.sdf.device) < data.counts[:, None]
-    kappa = data.shape[..., 0][real].abs()
+    kappa = data.shape[..., 0][real].abs().cpu().numpy()  # numpy: torch.quantile caps the size
     with torch.no_grad():
-        model.curvature_scale.fill_(1.0 / max(float(torch.quantile(kappa, 0.99)), 1e-12))
+        model.curvature_scale.fill_(1.0 / max(float(np.quantile(kappa, 0.99)), 1e-12))
 
 
 def fit_latent_stats(model: Enf2Enf, latents: torch.Tensor, conditions: torch.Tensor) -> None:
