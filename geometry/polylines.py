@@ -180,16 +180,8 @@ class _Surface:
         normal = np.concatenate(normals)
         p, q = np.concatenate(prev), np.concatenate(nxt)
         self.normal, self.at_a, self.at_b = normal, normal + normal[p], normal + normal[q]
-        self.next_segment = q
-        # Curvature at each segment's start vertex: the turn from the previous segment's
-        # outward normal to this one's (positive where the body is convex), over half their
-        # lengths.
-        turn = np.concatenate(turning) * np.arctan2(
-            normal[p, 0] * normal[:, 1] - normal[p, 1] * normal[:, 0],
-            np.sum(normal[p] * normal, axis=1),
-        )
-        length = np.sqrt(np.sum(self.ab * self.ab, axis=1))
-        self.curvature = turn / (0.5 * (length[p] + length))  # (K,)
+        self.prev_segment, self.next_segment = p, q
+        self.turning = np.concatenate(turning)  # (K,) +-1: the sense a convex body's normals turn
         self.members = np.stack(members)  # (G, _GROUP) segment indices
         run_a = self.a[self.members]  # (G, _GROUP, 2)
         ends_of = np.concatenate([run_a, run_a + self.ab[self.members]], axis=1)
@@ -203,6 +195,17 @@ class _Surface:
         rows = [self.a - self.origin, self.ab, self.inv_len2]
         self.table = np.column_stack(rows).astype(np.float32)
         self.runs = self.table[self.members]  # (G, _GROUP, 5)
+
+    def curvature(self) -> Array:
+        """(K,) at each segment's start vertex: the turn from the previous segment's outward
+        normal to this one's (positive where the body is convex), over half their lengths.
+        Only surface_features needs it: signed_distance (the service's hot path) does not pay."""
+        p, n = self.prev_segment, self.normal
+        turn = self.turning * np.arctan2(
+            n[p, 0] * n[:, 1] - n[p, 1] * n[:, 0], np.sum(n[p] * n, axis=1)
+        )
+        length = np.sqrt(np.sum(self.ab * self.ab, axis=1))
+        return turn / (0.5 * (length[p] + length))
 
     @staticmethod
     def nearest(p: NDArray[np.float32], seg: NDArray[np.float32]) -> NDArray[np.intp]:
@@ -309,7 +312,8 @@ def surface_features(points: ArrayLike, polylines: Sequence[ArrayLike]) -> Array
     """
     surf, seg, w, sdf, normal = _signed(points, polylines)
     normal /= np.linalg.norm(normal, axis=1, keepdims=True)
-    curvature = (1.0 - w) * surf.curvature[seg] + w * surf.curvature[surf.next_segment[seg]]
+    kappa = surf.curvature()  # (K,)
+    curvature = (1.0 - w) * kappa[seg] + w * kappa[surf.next_segment[seg]]
     return np.column_stack([sdf, curvature, normal])
 
 

@@ -245,9 +245,14 @@ class Enf2Enf:
             }
 
         latents, reused = await self._latents(geometry, ctx)
-        per_point = [points, sdf] + ([] if shape is None else [shape])
+        f32 = np.float32
         out = await run_blocking(
-            self.decode, latents, conditions, *(a.astype(np.float32) for a in per_point)
+            self.decode,
+            latents,
+            conditions,
+            points.astype(f32),
+            sdf.astype(f32),
+            None if shape is None else shape.astype(f32),
         )
         refuse_non_finite(out, "query", "the fields")
         fields = {
